@@ -1,0 +1,250 @@
+"""The `gankit` command: argparse subcommands whose handlers build a config and call the library.
+
+Exit codes: 0 success, 1 a run that failed (e.g. diverged), 2 a usage error (bad flag, bad file,
+bad value), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gankit import __version__
+from gankit.config import (
+    RunConfig,
+    available_presets,
+    load_preset,
+    merge_config,
+    parse_value,
+    preset_description,
+    read_config_file,
+)
+
+logger = logging.getLogger("gankit")
+
+
+class UsageError(ValueError):
+    """A bad combination of command-line arguments."""
+
+
+# --- gankit train --------------------------------------------------------------------------------
+
+TRAIN_FLAGS = {  # flag dest -> dotted config key
+    "dataset": "data.dataset",
+    "data_dir": "data.data_dir",
+    "iterations": "train.iterations",
+    "batch_size": "train.batch_size",
+    "seed": "train.seed",
+    "device": "train.device",
+    "threads": "train.threads",
+    "loss": "train.loss",
+    "log_every": "schedule.log_every",
+    "sample_every": "schedule.sample_every",
+    "checkpoint_every": "schedule.checkpoint_every",
+    "time_limit": "schedule.time_limit",
+}
+
+
+def add_train_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser("train", help="train a GAN or CGAN and write a run folder")
+    source = p.add_argument_group("what to train (preset < config file < flags)")
+    source.add_argument("--preset", help=f"start from a preset: {', '.join(available_presets())}")
+    source.add_argument("--config", help="a .toml or .json config file (e.g. a run's config.json)")
+    source.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    p.add_argument("--out", metavar="DIR", help="run folder to create (required unless --resume)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--dataset", help="mnist-sample (default), mnist, fashion-mnist, a .npz or a folder")
+    p.add_argument("--data-dir", help="folder holding the IDX files of mnist / fashion-mnist")
+    p.add_argument("--iterations", type=int, help="training iterations (batches)")
+    p.add_argument("--batch-size", type=int, help="images per batch")
+    p.add_argument("--seed", type=int, help="random seed (drawn and recorded when omitted)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's)")
+    p.add_argument("--loss", help="GAN loss family, e.g. nonsaturating, hinge")
+    p.add_argument("--log-every", type=int, help="iterations per metrics row (default 50)")
+    p.add_argument("--sample-every", type=int, help="iterations per sample grid (default 200)")
+    p.add_argument("--checkpoint-every", type=int, help="iterations per checkpoint (default 1000)")
+    p.add_argument("--time-limit", type=float, help="stop cleanly after this many seconds")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override any config key, e.g. --set model.conditioning=concat (repeatable)",
+    )  # fmt: skip
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=cmd_train)
+
+
+def build_train_config(args: argparse.Namespace) -> tuple[RunConfig, Path, bool]:
+    """preset < config file < flags; --resume starts from the run's own config.json."""
+    if args.resume:
+        if args.preset or args.config or args.out:
+            raise UsageError("--resume DIR continues a run: do not combine it with --preset, --config or --out")
+        out = Path(args.resume)
+        config = RunConfig.from_dict(read_config_file(out / "config.json"))
+    else:
+        if not (args.preset or args.config):
+            raise UsageError("give --preset NAME or --config FILE (or --resume DIR)")
+        if not args.out:
+            raise UsageError("give --out DIR, the run folder to create")
+        out = Path(args.out)
+        config = load_preset(args.preset) if args.preset else RunConfig()
+        if args.config:
+            config = merge_config(config, read_config_file(args.config))
+    overrides = {TRAIN_FLAGS[k]: v for k, v in vars(args).items() if k in TRAIN_FLAGS and v is not None}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = parse_value(value)
+    if args.resume:
+        allowed = {"train.iterations", "train.device", "train.threads", "schedule.time_limit"}
+        refused = sorted(set(overrides) - allowed)
+        if refused:
+            raise UsageError(f"--resume keeps the run's config; only {sorted(allowed)} may change, not {refused}")
+    return config.with_overrides(overrides), out, bool(args.resume)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from gankit.training.loop import TrainingDiverged, train
+
+    config, out, resume = build_train_config(args)
+    bar = tqdm(total=config.train.iterations, disable=args.no_progress, unit="it", dynamic_ncols=True)
+
+    def progress(step: int, row: dict[str, float]) -> None:
+        bar.n = step
+        bar.set_postfix_str(
+            f"D loss {row['d_loss']:.3f} acc {100 * row['d_acc']:.0f}% "
+            f"(real {100 * row['d_acc_real']:.0f}%, fake {100 * row['d_acc_fake']:.0f}%) "
+            f"G loss {row['g_loss']:.3f}"
+        )
+
+    try:
+        state = train(config, out, resume=resume, overwrite=args.overwrite, progress=progress)
+    except TrainingDiverged as error:
+        bar.close()
+        print(f"gankit: training stopped: {error}", file=sys.stderr)
+        return 1
+    bar.close()
+    print(f"run folder: {out} (iteration {state.step})")
+    return 0
+
+
+# --- gankit sample -------------------------------------------------------------------------------
+
+
+def add_sample_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser("sample", help="generate images from a trained run into an .npz")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--n", type=int, default=100, help="number of images (default 100)")
+    p.add_argument("--out", help="output .npz (default RUN/samples.npz)")
+    labels = p.add_mutually_exclusive_group()
+    labels.add_argument("--label", type=int, help="one class for every image")
+    labels.add_argument("--labels", help="'balanced' (default for CGANs) or a list like 0,1,2")
+    p.add_argument("--grid", help="also save the first images (at most 100) as a PNG grid")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    p.add_argument("--checkpoint", default="latest", help="latest (default), best, or a path")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.set_defaults(handler=cmd_sample)
+
+
+def requested_labels(args: argparse.Namespace, num_classes: int) -> torch.Tensor | None:
+    from gankit.sampling import balanced_labels, check_labels
+
+    if args.label is None and args.labels is None:
+        return balanced_labels(args.n, num_classes) if num_classes else None
+    if args.label is not None:
+        labels = torch.full((args.n,), args.label, dtype=torch.int64)
+    elif args.labels == "balanced":
+        if not num_classes:
+            raise UsageError("--labels balanced needs a conditional model; this one is unconditional")
+        labels = balanced_labels(args.n, num_classes)
+    else:
+        try:
+            chosen = [int(x) for x in args.labels.split(",") if x.strip()]
+        except ValueError as error:
+            raise UsageError(f"--labels must be 'balanced' or integers like 0,1,2: {args.labels!r}") from error
+        if not chosen:
+            raise UsageError("--labels is empty")
+        labels = torch.tensor(chosen, dtype=torch.int64).repeat(-(-args.n // len(chosen)))[: args.n]
+    check_labels(labels, num_classes)
+    return labels
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from gankit.sampling import load_generator, sample, save_grid, to_uint8
+
+    if args.n < 1:
+        raise UsageError(f"--n must be >= 1, got {args.n}")
+    loaded = load_generator(args.run, args.checkpoint, args.device)
+    labels = requested_labels(args, loaded.num_classes)
+    rng = torch.Generator().manual_seed(args.seed)
+    images = sample(loaded.model, args.n, labels=labels, generator=rng, device=args.device)
+    out = Path(args.out) if args.out else Path(args.run) / "samples.npz"
+    arrays = {"images": to_uint8(images)}
+    if labels is not None:
+        arrays["labels"] = labels.numpy()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, **arrays)
+    print(f"wrote {args.n} images to {out} (checkpoint {loaded.checkpoint.name}, iteration {loaded.step})")
+    if args.grid:
+        k = min(args.n, 100)
+        titles = None if labels is None else [str(v) for v in labels[:k].tolist()]
+        save_grid(images[:k], args.grid, ncol=10, titles=titles)
+        print(f"wrote grid {args.grid}")
+    return 0
+
+
+# --- gankit presets ------------------------------------------------------------------------------
+
+
+def add_presets_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser("presets", help="list the presets")
+    p.set_defaults(handler=cmd_presets)
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    for name in available_presets():
+        print(f"{name:16s} {preset_description(name)}")
+    return 0
+
+
+# --- entry point ---------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gankit", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"gankit {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    add_train_parser(subparsers)
+    add_sample_parser(subparsers)
+    add_presets_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="gankit: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return args.handler(args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"gankit {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gankit: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,257 @@
+"""Run configuration: one dataclass per concern, composed into `RunConfig`.
+
+TOML or JSON in, the fully resolved configuration out as `config.json` (and inside every
+checkpoint). Unknown keys and wrongly typed values raise `ValueError` naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+
+def _check_choice(key: str, value: str, choices: typing.Iterable[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"{key} = {value!r} is not valid; choose from {sorted(choices)}")
+
+
+def _check_positive(key: str, value: float | None, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or value <= 0:
+        raise ValueError(f"{key} must be > 0, got {value!r}")
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "mnist-sample"  # a name in gankit.data.DATASETS, a .npz file or a folder of PNGs
+    data_dir: str | None = None  # folder holding the IDX files (mnist, fashion-mnist); None: search
+    split: str = "train"  # "train" or "test" (IDX datasets; the others have only "train")
+
+    def __post_init__(self) -> None:
+        _check_choice("data.split", self.split, ("train", "test"))
+
+
+@dataclass
+class ModelConfig:
+    architecture: str = "mlp"  # a name in gankit.models.ARCHITECTURES
+    conditioning: str = "none"  # a name in gankit.models.CONDITIONING; "none" is unconditional
+    latent_dim: int = 100  # size of z
+    g_hidden: list[int] = field(default_factory=lambda: [256, 512, 1024])  # G's hidden widths
+    d_hidden: list[int] = field(default_factory=lambda: [512, 256])  # D's hidden widths
+    d_dropout: list[float] = field(default_factory=lambda: [0.0, 0.0])  # dropout after each D layer
+    leaky_slope: float = 0.2  # negative slope of every LeakyReLU
+    bn_momentum: float = 0.2  # PyTorch convention (Keras momentum 0.8 == PyTorch 0.2)
+    bn_eps: float = 1e-3  # BatchNorm epsilon (Keras default 1e-3; PyTorch default 1e-5)
+    init: str = "keras"  # "keras": Glorot-uniform, zero bias, embeddings U(-0.05, 0.05); "torch"
+
+    def __post_init__(self) -> None:
+        _check_choice("model.init", self.init, ("keras", "torch"))
+        _check_positive("model.latent_dim", self.latent_dim)
+        if len(self.d_dropout) != len(self.d_hidden):
+            raise ValueError(
+                f"model.d_dropout has {len(self.d_dropout)} entries but model.d_hidden has "
+                f"{len(self.d_hidden)}; give one dropout rate per hidden layer"
+            )
+        if any(not 0.0 <= p < 1.0 for p in self.d_dropout):
+            raise ValueError(f"model.d_dropout rates must be in [0, 1), got {self.d_dropout}")
+        if not 0.0 < self.bn_momentum <= 1.0:
+            raise ValueError(f"model.bn_momentum must be in (0, 1], got {self.bn_momentum}")
+
+
+@dataclass
+class OptimConfig:
+    lr_g: float = 2e-4  # Adam learning rate of G
+    lr_d: float = 2e-4  # Adam learning rate of D
+    beta1: float = 0.5  # Adam beta_1, both players
+    beta2: float = 0.999  # Adam beta_2, both players
+    eps: float = 1e-7  # Adam epsilon (Keras default 1e-7; PyTorch default 1e-8)
+
+    def __post_init__(self) -> None:
+        _check_positive("optim.lr_g", self.lr_g)
+        _check_positive("optim.lr_d", self.lr_d)
+        for key in ("beta1", "beta2"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ValueError(f"optim.{key} must be in [0, 1), got {getattr(self, key)}")
+
+
+@dataclass
+class QuirksConfig:
+    """Details of the reference Keras code, each switchable (True reproduces the reference)."""
+
+    separate_d_steps: bool = True  # D takes two optimizer steps per iteration: real, then fake
+    g_eval_for_fakes: bool = True  # D's fakes come from G in inference mode (BatchNorm moving stats)
+    reuse_noise: bool = False  # G's step reuses D's noise instead of drawing fresh noise (CGAN)
+    real_labels_for_fakes: bool = True  # D's fakes are made with the real batch's labels (CGAN)
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = 20_000  # batches (the reference's "epochs")
+    batch_size: int = 32  # images per batch
+    loss: str = "nonsaturating"  # a name in gankit.losses.LOSSES
+    seed: int | None = None  # None: drawn at start and written into config.json
+    device: str = "cpu"  # "cpu", "cuda" or "cuda:N"
+    threads: int | None = None  # torch.set_num_threads; None keeps PyTorch's default
+
+    def __post_init__(self) -> None:
+        _check_positive("train.iterations", self.iterations)
+        _check_positive("train.batch_size", self.batch_size)
+        _check_positive("train.threads", self.threads, allow_none=True)
+
+
+@dataclass
+class ScheduleConfig:
+    log_every: int = 50  # iterations per metrics row (window averages) and NaN check
+    sample_every: int = 200  # iterations per fixed-noise grid images/N.png
+    checkpoint_every: int = 1000  # iterations per checkpoint (the final one is always written)
+    keep_checkpoints: int = 3  # newest step_*.pt files kept on disk
+    time_limit: float | None = None  # seconds of wall time; stop cleanly when exceeded
+
+    def __post_init__(self) -> None:
+        for key in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
+            _check_positive(f"schedule.{key}", getattr(self, key))
+        _check_positive("schedule.time_limit", self.time_limit, allow_none=True)
+
+
+@dataclass
+class RunConfig:
+    preset: str | None = None  # the preset this configuration started from, for the record
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    quirks: QuirksConfig = field(default_factory=QuirksConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+    @property
+    def conditional(self) -> bool:
+        return self.model.conditioning != "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RunConfig:
+        return _build(cls, values, "")
+
+    def with_overrides(self, overrides: dict[str, Any]) -> RunConfig:
+        """Returns a copy with dotted keys replaced, e.g. {"train.iterations": 100}."""
+        merged = self.to_dict()
+        for dotted, value in overrides.items():
+            section, _, key = dotted.partition(".")
+            if section not in merged or not isinstance(merged[section], dict) or not key:
+                raise ValueError(f"unknown configuration key {dotted!r}")
+            merged[section][key] = value
+        return RunConfig.from_dict(merged)
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(values, dict):
+        raise ValueError(f"configuration section {prefix.rstrip('.') or '<root>'} must be a table")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown configuration key(s) {[prefix + k for k in unknown]}")
+    kwargs = {}
+    for name, value in values.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(prefix + name, value, hint)
+    return cls(**kwargs)
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """Checks `value` against a type hint; ints are accepted where floats are expected."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(hint):
+            try:
+                return _coerce(key, value, option)
+            except ValueError as error:
+                errors.append(str(error))
+        raise ValueError(f"{key} = {value!r} has the wrong type; expected {hint}")
+    if hint is type(None):
+        if value is None:
+            return None
+        raise ValueError(f"{key} = {value!r}: expected null")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{key} = {value!r}: expected a list")
+        (item,) = typing.get_args(hint)
+        return [_coerce(f"{key}[{i}]", v, item) for i, v in enumerate(value)]
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint is bool and isinstance(value, bool):
+        return value
+    if hint is str and isinstance(value, str):
+        return value
+    raise ValueError(f"{key} = {value!r}: expected {getattr(hint, '__name__', hint)}")
+
+
+def parse_value(text: str) -> Any:
+    """Parses a command-line override value: JSON if it parses (numbers, lists, true/null)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def available_presets() -> list[str]:
+    files = resources.files("gankit").joinpath("presets").iterdir()
+    return sorted(p.name.removesuffix(".toml") for p in files if p.name.endswith(".toml"))
+
+
+def preset_description(name: str) -> str:
+    """The preset file's first comment line."""
+    text = resources.files("gankit").joinpath("presets", f"{name}.toml").read_text()
+    first = text.splitlines()[0] if text else ""
+    return first.lstrip("# ").strip()
+
+
+def load_preset(name: str) -> RunConfig:
+    if name not in available_presets():
+        raise ValueError(f"unknown preset {name!r}; choose from {available_presets()}")
+    text = resources.files("gankit").joinpath("presets", f"{name}.toml").read_text()
+    values = tomllib.loads(text)
+    values["preset"] = name
+    return RunConfig.from_dict(values)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Reads a `.toml` or `.json` configuration file into a nested dict (not yet validated)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"config file {str(path)!r} does not exist")
+    try:
+        if path.suffix == ".toml":
+            return tomllib.loads(path.read_text())
+        if path.suffix == ".json":
+            return json.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"config file {str(path)!r} is not valid: {error}") from error
+    raise ValueError(f"config file {str(path)!r} must end in .toml or .json")
+
+
+def merge_config(base: RunConfig, values: dict[str, Any]) -> RunConfig:
+    """Returns `base` with the (possibly partial) nested `values` laid over it."""
+    merged = base.to_dict()
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key].update(value)
+        else:
+            merged[key] = value
+    return RunConfig.from_dict(merged)

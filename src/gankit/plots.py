@@ -1,0 +1,48 @@
+"""Plots of a run's metrics with matplotlib's Agg backend (imported here, nowhere else)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a metrics.jsonl file (an empty list when it does not exist)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def plot_losses(rows: list[dict[str, Any]], path: str | Path, title: str = "") -> Path | None:
+    """D and G loss, and D's accuracy on real and fake, against iterations."""
+    rows = [r for r in rows if "d_loss" in r]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    steps = [r["step"] for r in rows]
+    fig, (ax_loss, ax_acc) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    ax_loss.plot(steps, [r["d_loss"] for r in rows], label="D loss")
+    ax_loss.plot(steps, [r["g_loss"] for r in rows], label="G loss")
+    ax_loss.set_ylabel("loss (window mean)")
+    ax_loss.set_title(title or "Training losses")
+    ax_loss.legend()
+    ax_loss.grid(alpha=0.3)
+    ax_acc.plot(steps, [100 * r["d_acc_real"] for r in rows], label="D accuracy on real")
+    ax_acc.plot(steps, [100 * r["d_acc_fake"] for r in rows], label="D accuracy on fake")
+    ax_acc.set_ylabel("accuracy (%)")
+    ax_acc.set_xlabel("iteration")
+    ax_acc.set_ylim(-2, 102)
+    ax_acc.legend()
+    ax_acc.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,1 @@
+"""Training: the D and G steps and the loop around them."""
