@@ -118,7 +118,7 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 
 
 def resolve_checkpoint(run_dir: str | Path, which: str = "latest") -> Path:
-    """"latest", "best" or a path -> the checkpoint file, with a clear error when missing."""
+    """ "latest", "best" or a path -> the checkpoint file, with a clear error when missing."""
     if which == "latest":
         path = latest_checkpoint(run_dir)
         if path is None:
@@ -127,7 +127,9 @@ def resolve_checkpoint(run_dir: str | Path, which: str = "latest") -> Path:
     if which == "best":
         path = Path(run_dir) / "checkpoints" / "best.pt"
         if not path.is_file():
-            raise FileNotFoundError(f"run {str(run_dir)!r} has no best.pt (train with --eval-every)")
+            raise FileNotFoundError(
+                f"run {str(run_dir)!r} has no best.pt (train with --eval-every)"
+            )
         return path
     path = Path(which)
     if not path.is_file():

@@ -56,10 +56,14 @@ def add_train_parser(subparsers: Any) -> None:
     source = p.add_argument_group("what to train (preset < config file < flags)")
     source.add_argument("--preset", help=f"start from a preset: {', '.join(available_presets())}")
     source.add_argument("--config", help="a .toml or .json config file (e.g. a run's config.json)")
-    source.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    source.add_argument(
+        "--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint"
+    )
     p.add_argument("--out", metavar="DIR", help="run folder to create (required unless --resume)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    p.add_argument("--dataset", help="mnist-sample (default), mnist, fashion-mnist, a .npz or a folder")
+    p.add_argument(
+        "--dataset", help="mnist-sample (default), mnist, fashion-mnist, a .npz or a folder"
+    )
     p.add_argument("--data-dir", help="folder holding the IDX files of mnist / fashion-mnist")
     p.add_argument("--iterations", type=int, help="training iterations (batches)")
     p.add_argument("--batch-size", type=int, help="images per batch")
@@ -83,7 +87,9 @@ def build_train_config(args: argparse.Namespace) -> tuple[RunConfig, Path, bool]
     """preset < config file < flags; --resume starts from the run's own config.json."""
     if args.resume:
         if args.preset or args.config or args.out:
-            raise UsageError("--resume DIR continues a run: do not combine it with --preset, --config or --out")
+            raise UsageError(
+                "--resume DIR continues a run: do not combine it with --preset, --config or --out"
+            )
         out = Path(args.resume)
         config = RunConfig.from_dict(read_config_file(out / "config.json"))
     else:
@@ -95,7 +101,9 @@ def build_train_config(args: argparse.Namespace) -> tuple[RunConfig, Path, bool]
         config = load_preset(args.preset) if args.preset else RunConfig()
         if args.config:
             config = merge_config(config, read_config_file(args.config))
-    overrides = {TRAIN_FLAGS[k]: v for k, v in vars(args).items() if k in TRAIN_FLAGS and v is not None}
+    overrides = {
+        TRAIN_FLAGS[k]: v for k, v in vars(args).items() if k in TRAIN_FLAGS and v is not None
+    }
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
@@ -105,7 +113,9 @@ def build_train_config(args: argparse.Namespace) -> tuple[RunConfig, Path, bool]
         allowed = {"train.iterations", "train.device", "train.threads", "schedule.time_limit"}
         refused = sorted(set(overrides) - allowed)
         if refused:
-            raise UsageError(f"--resume keeps the run's config; only {sorted(allowed)} may change, not {refused}")
+            raise UsageError(
+                f"--resume keeps the run's config; only {sorted(allowed)} may change, not {refused}"
+            )
     return config.with_overrides(overrides), out, bool(args.resume)
 
 
@@ -115,7 +125,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from gankit.training.loop import TrainingDiverged, train
 
     config, out, resume = build_train_config(args)
-    bar = tqdm(total=config.train.iterations, disable=args.no_progress, unit="it", dynamic_ncols=True)
+    bar = tqdm(
+        total=config.train.iterations, disable=args.no_progress, unit="it", dynamic_ncols=True
+    )
 
     def progress(step: int, row: dict[str, float]) -> None:
         bar.n = step
@@ -163,13 +175,17 @@ def requested_labels(args: argparse.Namespace, num_classes: int) -> torch.Tensor
         labels = torch.full((args.n,), args.label, dtype=torch.int64)
     elif args.labels == "balanced":
         if not num_classes:
-            raise UsageError("--labels balanced needs a conditional model; this one is unconditional")
+            raise UsageError(
+                "--labels balanced needs a conditional model; this one is unconditional"
+            )
         labels = balanced_labels(args.n, num_classes)
     else:
         try:
             chosen = [int(x) for x in args.labels.split(",") if x.strip()]
         except ValueError as error:
-            raise UsageError(f"--labels must be 'balanced' or integers like 0,1,2: {args.labels!r}") from error
+            raise UsageError(
+                f"--labels must be 'balanced' or integers like 0,1,2: {args.labels!r}"
+            ) from error
         if not chosen:
             raise UsageError("--labels is empty")
         labels = torch.tensor(chosen, dtype=torch.int64).repeat(-(-args.n // len(chosen)))[: args.n]
@@ -192,7 +208,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
         arrays["labels"] = labels.numpy()
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, **arrays)
-    print(f"wrote {args.n} images to {out} (checkpoint {loaded.checkpoint.name}, iteration {loaded.step})")
+    print(
+        f"wrote {args.n} images to {out} "
+        f"(checkpoint {loaded.checkpoint.name}, iteration {loaded.step})"
+    )
     if args.grid:
         k = min(args.n, 100)
         titles = None if labels is None else [str(v) for v in labels[:k].tolist()]

@@ -87,7 +87,9 @@ class QuirksConfig:
     """Details of the reference Keras code, each switchable (True reproduces the reference)."""
 
     separate_d_steps: bool = True  # D takes two optimizer steps per iteration: real, then fake
-    g_eval_for_fakes: bool = True  # D's fakes come from G in inference mode (BatchNorm moving stats)
+    g_eval_for_fakes: bool = (
+        True  # D's fakes come from G in inference mode (BatchNorm moving stats)
+    )
     reuse_noise: bool = False  # G's step reuses D's noise instead of drawing fresh noise (CGAN)
     real_labels_for_fakes: bool = True  # D's fakes are made with the real batch's labels (CGAN)
 

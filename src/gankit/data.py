@@ -100,7 +100,7 @@ def to_float_images(pixels: np.ndarray) -> torch.Tensor:
     """uint8 (N, H, W) or (N, H, W, C) -> float32 (N, C, H, W) in [-1, 1] (x / 127.5 - 1)."""
     if pixels.ndim == 3:
         pixels = pixels[:, :, :, None]
-    images = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float()
+    images = torch.from_numpy(np.array(pixels)).permute(0, 3, 1, 2).float()
     return (images / 127.5 - 1.0).contiguous()
 
 

@@ -8,8 +8,8 @@ which is numerically stable (log sigmoid(x) = -softplus(-x)).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch.nn import functional as F
@@ -28,7 +28,7 @@ def d_fake_bce(fake_logits: torch.Tensor) -> torch.Tensor:
 
 
 def g_loss_nonsaturating(fake_logits: torch.Tensor) -> torch.Tensor:
-    """-E[log D(G(z))] = E[softplus(-l_fake)]: the non-saturating G loss (Goodfellow et al. 2014)."""
+    """-E[log D(G(z))] = E[softplus(-l_fake)]: non-saturating G loss (Goodfellow et al. 2014)."""
     return F.softplus(-fake_logits).mean()
 
 

@@ -12,9 +12,10 @@ import math
 import secrets
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,7 +31,7 @@ from gankit.checkpoint import (
 )
 from gankit.config import RunConfig
 from gankit.data import ImageDataset, load_dataset
-from gankit.losses import get_loss
+from gankit.losses import LossFamily, get_loss
 from gankit.models import build_models
 from gankit.plots import plot_losses, read_metrics
 from gankit.sampling import fixed_noise_grid
@@ -87,9 +88,7 @@ def make_optimizer(params: Any, lr: float, config: RunConfig, device: torch.devi
     optim = config.optim
     # The fused kernel is one launch per step on CUDA; on the CPU foreach is the fast path.
     fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
-    return torch.optim.Adam(
-        params, lr=lr, betas=(optim.beta1, optim.beta2), eps=optim.eps, **fast
-    )
+    return torch.optim.Adam(params, lr=lr, betas=(optim.beta1, optim.beta2), eps=optim.eps, **fast)
 
 
 def build_state(config: RunConfig, dataset: ImageDataset, device: torch.device) -> TrainState:
@@ -211,48 +210,33 @@ def train(
     """
     out = Path(out)
     config, state, dataset, device = start(config, out, resume, overwrite)
-    sched, quirks, loss = config.schedule, config.quirks, get_loss(config.train.loss)
+    sched, loss = config.schedule, get_loss(config.train.loss)
     images, labels = dataset.images.to(device), dataset.labels.to(device)
-    batch, latent, iterations = config.train.batch_size, config.model.latent_dim, config.train.iterations
-    conditional, rng = state.num_classes > 0, state.rng
     metrics_file = open(out / "metrics.jsonl", "a")
     window: list[torch.Tensor] = []
     started, window_start, window_step = time.monotonic(), time.monotonic(), state.step
     try:
-        while state.step < iterations:
-            idx = torch.randint(len(images), (batch,), device=device, generator=rng)
-            real, real_labels = images[idx], labels[idx] if conditional else None
-            z = torch.randn(batch, latent, device=device, generator=rng)
-            fake_labels = real_labels
-            if conditional and not quirks.real_labels_for_fakes:
-                fake_labels = torch.randint(state.num_classes, (batch,), device=device, generator=rng)
-            fakes = make_fakes(state.generator, z, fake_labels, quirks.g_eval_for_fakes)
-            d_out = discriminator_step(
-                state.discriminator, state.opt_d, real, real_labels, fakes, fake_labels, loss, quirks
-            )
-            if not quirks.reuse_noise:
-                z = torch.randn(batch, latent, device=device, generator=rng)
-            g_labels = None
-            if conditional:
-                g_labels = torch.randint(state.num_classes, (batch,), device=device, generator=rng)
-            g_out = generator_step(state.generator, state.discriminator, state.opt_g, z, g_labels, loss)
-            window.append(torch.stack([d_out[k] for k in LOGGED[:3]] + [g_out["g_loss"]]))
+        while state.step < config.train.iterations:
+            window.append(train_iteration(state, images, labels, config, loss))
             state.step += 1
             step = state.step
-            out_of_time = sched.time_limit is not None and time.monotonic() - started > sched.time_limit
-            last = step == iterations or out_of_time
+            elapsed = time.monotonic() - started
+            out_of_time = sched.time_limit is not None and elapsed > sched.time_limit
+            last = step == config.train.iterations or out_of_time
             if step % sched.log_every == 0 or last:
-                row = log_window(window, step, window_step, time.monotonic() - window_start, started)
+                check_finite(window, step, window_step, out)
+                seconds = time.monotonic() - window_start
+                state.metrics = log_window(window, step, window_step, seconds, started)
                 window, window_start, window_step = [], time.monotonic(), step
-                state.metrics = row
-                metrics_file.write(json.dumps(row) + "\n")
+                metrics_file.write(json.dumps(state.metrics) + "\n")
                 metrics_file.flush()
                 if progress is not None:
-                    progress(step, row)
+                    progress(step, state.metrics)
             if step % sched.sample_every == 0 or last:
-                fixed_noise_grid(state.generator, state.fixed_z, state.fixed_labels, out / "images" / f"{step}.png")
+                grid = out / "images" / f"{step}.png"
+                fixed_noise_grid(state.generator, state.fixed_z, state.fixed_labels, grid)
             if step % sched.checkpoint_every == 0 or last:
-                check_finite(window, step, out)
+                check_finite(window, step, window_step, out)
                 save_checkpoint(to_checkpoint(state, config, device), checkpoint_path(out, step))
                 prune_checkpoints(out, sched.keep_checkpoints)
             if out_of_time:
@@ -260,34 +244,70 @@ def train(
                 break
     finally:
         metrics_file.close()
-    plot_losses(read_metrics(out / "metrics.jsonl"), out / "loss.png", title=f"{config.preset or 'run'}: losses")
+    plot_losses(
+        read_metrics(out / "metrics.jsonl"),
+        out / "loss.png",
+        title=f"{config.preset or 'run'}: losses",
+    )
     return state
 
 
-def check_finite(window: list[torch.Tensor], step: int, out: Path) -> None:
-    """Raises TrainingDiverged when any value not yet logged is NaN or inf (one host sync)."""
-    if window and not bool(torch.isfinite(torch.stack(window)).all()):
+def train_iteration(
+    state: TrainState,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    config: RunConfig,
+    loss: LossFamily,
+) -> torch.Tensor:
+    """One D update and one G update on a batch drawn with replacement (no host sync).
+
+    Returns:
+        (4,) tensor on the device: d_loss, d_acc_real, d_acc_fake, g_loss.
+    """
+    quirks, rng, classes = config.quirks, state.rng, state.num_classes
+    batch, latent, device = config.train.batch_size, config.model.latent_dim, images.device
+    idx = torch.randint(len(images), (batch,), device=device, generator=rng)
+    real, real_labels = images[idx], labels[idx] if classes else None
+    z = torch.randn(batch, latent, device=device, generator=rng)
+    fake_labels = real_labels
+    if classes and not quirks.real_labels_for_fakes:
+        fake_labels = torch.randint(classes, (batch,), device=device, generator=rng)
+    fakes = make_fakes(state.generator, z, fake_labels, quirks.g_eval_for_fakes)
+    d_out = discriminator_step(
+        state.discriminator, state.opt_d, real, real_labels, fakes, fake_labels, loss, quirks
+    )
+    if not quirks.reuse_noise:
+        z = torch.randn(batch, latent, device=device, generator=rng)
+    g_labels = torch.randint(classes, (batch,), device=device, generator=rng) if classes else None
+    g_out = generator_step(state.generator, state.discriminator, state.opt_g, z, g_labels, loss)
+    return torch.stack([d_out["d_loss"], d_out["d_acc_real"], d_out["d_acc_fake"], g_out["g_loss"]])
+
+
+def check_finite(window: list[torch.Tensor], step: int, window_step: int, out: Path) -> None:
+    """Raises TrainingDiverged when a value not yet checked is NaN or inf (one host sync)."""
+    if not window:
+        return
+    finite = torch.isfinite(torch.stack(window)).all(0).tolist()
+    if not all(finite):
+        bad = ", ".join(k for k, ok in zip(LOGGED, finite, strict=True) if not ok)
         last = latest_checkpoint(out)
         raise TrainingDiverged(
-            f"a loss became NaN or inf before iteration {step}; the last good checkpoint is "
-            f"{last if last else '(none yet)'}; try a lower learning rate or another loss"
+            f"{bad} became NaN or inf before iteration {step} (after {window_step}); the last good "
+            f"checkpoint is {last if last else '(none yet)'}; try a lower learning rate or "
+            "another loss"
         )
 
 
 def log_window(
     window: list[torch.Tensor], step: int, window_step: int, seconds: float, started: float
 ) -> dict[str, float]:
-    """Window means of the logged values as one metrics row (the only per-log host sync)."""
+    """Window means of the logged values as one metrics row (one host sync)."""
     values = torch.stack(window).float()
-    if not bool(torch.isfinite(values).all()):
-        bad = [k for k, ok in zip(LOGGED, torch.isfinite(values).all(0).tolist()) if not ok]
-        raise TrainingDiverged(
-            f"{', '.join(bad)} became NaN or inf between iterations {window_step} and {step}; "
-            "the last checkpoint on disk is still good; try a lower learning rate or another loss"
-        )
     means = values.mean(0).tolist()
-    row: dict[str, float] = {"step": step, **dict(zip(LOGGED, means))}
+    row: dict[str, float] = {"step": step, **dict(zip(LOGGED, means, strict=True))}
     row["d_acc"] = 0.5 * (row["d_acc_real"] + row["d_acc_fake"])
     row["it_per_s"] = (step - window_step) / max(seconds, 1e-9)
     row["elapsed_s"] = time.monotonic() - started
-    return {k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else v) for k, v in row.items()}
+    return {
+        k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else v) for k, v in row.items()
+    }

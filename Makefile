@@ -1,0 +1,43 @@
+# gankit: `make demo` trains the reference CGAN; `make test` runs the whole test suite.
+# Both create .venv when it is missing. GPU users: create .venv and install the torch build for
+# their CUDA first (https://pytorch.org/get-started/locally/); it is then kept as it is.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+RUN ?= runs/demo
+
+.PHONY: setup demo test test-fast lint format bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e '.[serve,dev]'
+	touch $@
+
+demo: setup
+	$(BIN)/gankit train --preset seed-cgan --dataset mnist-sample --out $(RUN) --overwrite --seed 1
+	$(BIN)/gankit sample $(RUN) --n 100 --labels balanced --grid $(RUN)/samples.png
+	@echo "open $(RUN)/images/20000.png, $(RUN)/samples.png and $(RUN)/loss.png"
+
+test: setup
+	$(BIN)/pytest -q
+
+test-fast: setup
+	$(BIN)/pytest -q -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+format: setup
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+bench: setup
+	$(BIN)/python benchmarks/bench_train.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache

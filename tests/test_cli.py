@@ -1,0 +1,135 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_config
+from gankit.checkpoint import list_checkpoints
+from gankit.cli import main
+
+
+@pytest.fixture
+def config_file(tmp_path, tiny_npz):
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(tiny_config(tiny_npz, iterations=4).to_dict()))
+    return path
+
+
+def test_train_then_sample(tmp_path, config_file, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config_file), "--out", str(run), "--no-progress"]) == 0
+    assert (run / "config.json").exists() and list_checkpoints(run)
+    out = tmp_path / "s.npz"
+    code = main(
+        ["sample", str(run), "--n", "23", "--out", str(out), "--grid", str(tmp_path / "g.png")]
+    )
+    assert code == 0
+    with np.load(out) as archive:
+        assert archive["images"].shape == (23, 28, 28) and archive["images"].dtype == np.uint8
+        assert archive["labels"].dtype == np.int64
+        assert np.bincount(archive["labels"]).tolist() == [3, 3, 3] + [2] * 7
+    assert (tmp_path / "g.png").exists()
+    assert main(["sample", str(run), "--n", "5", "--label", "7", "--out", str(out)]) == 0
+    with np.load(out) as archive:
+        assert archive["labels"].tolist() == [7] * 5
+    assert main(["sample", str(run), "--n", "4", "--labels", "0,9", "--out", str(out)]) == 0
+    with np.load(out) as archive:
+        assert archive["labels"].tolist() == [0, 9, 0, 9]
+    assert main(["sample", str(run), "--n", "3"]) == 0
+    assert (run / "samples.npz").exists()
+
+
+def test_flags_override_config_and_resume_extends(tmp_path, config_file):
+    run = tmp_path / "run"
+    args = ["train", "--config", str(config_file), "--out", str(run), "--no-progress"]
+    assert main([*args, "--iterations", "2", "--set", "model.conditioning=concat"]) == 0
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["train"]["iterations"] == 2 and saved["model"]["conditioning"] == "concat"
+    assert main(["train", "--resume", str(run), "--iterations", "4", "--no-progress"]) == 0
+    assert list_checkpoints(run)[-1].name == "step_0000004.pt"
+
+
+def test_python_module_entry_point():
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "gankit", "presets"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "seed-cgan" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--out", "x"], "give --preset NAME or --config FILE"),
+        (["train", "--preset", "seed-gan"], "give --out DIR"),
+        (["train", "--preset", "nope", "--out", "x"], "unknown preset 'nope'"),
+        (["train", "--preset", "seed-gan", "--out", "x", "--batch-size", "0"], "train.batch_size"),
+        (["train", "--preset", "seed-gan", "--out", "x", "--set", "a"], "KEY=VALUE"),
+        (
+            ["train", "--preset", "seed-gan", "--out", "x", "--set", "train.foo=1"],
+            "unknown configuration key",
+        ),
+        (
+            ["train", "--preset", "seed-gan", "--out", "x", "--dataset", "cifar"],
+            "unknown dataset 'cifar'",
+        ),
+        (
+            ["train", "--preset", "seed-gan", "--out", "x", "--device", "cuda:0"],
+            "CUDA is not available",
+        ),
+        (["train", "--resume", "nowhere"], "config.json"),
+        (["train", "--iterations", "ten"], "invalid int value"),
+        (["frobnicate"], "invalid choice"),
+        (["sample", "nowhere"], "no checkpoint"),
+    ],
+)
+def test_usage_errors_exit_2(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_out_exists_needs_overwrite(tmp_path, config_file, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "keep.txt").write_text("x")
+    args = ["train", "--config", str(config_file), "--out", str(run), "--no-progress"]
+    assert main(args) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
+    assert not (run / "keep.txt").exists()
+
+
+def test_sample_usage_errors(tmp_path, config_file, capsys):
+    run = tmp_path / "run"
+    main(["train", "--config", str(config_file), "--out", str(run), "--no-progress"])
+    for argv, message in [
+        (["--label", "10"], "label 10 is outside"),
+        (["--labels", "a,b"], "--labels must be"),
+        (["--n", "0"], "--n must be >= 1"),
+        (["--label", "1", "--labels", "balanced"], "not allowed with"),
+        (["--checkpoint", "best"], "no best.pt"),
+    ]:
+        assert main(["sample", str(run), *argv]) == 2, argv
+        assert message in capsys.readouterr().err
+    gan_config = json.loads(config_file.read_text())
+    gan_config["model"]["conditioning"] = "none"
+    config_file.write_text(json.dumps(gan_config))
+    gan = tmp_path / "gan"
+    main(["train", "--config", str(config_file), "--out", str(gan), "--no-progress"])
+    assert main(["sample", str(gan), "--label", "1"]) == 2
+    assert "unconditional" in capsys.readouterr().err
+    with np.load(main(["sample", str(gan), "--n", "2"]) == 0 and gan / "samples.npz") as archive:
+        assert "labels" not in archive.files and archive["images"].shape == (2, 28, 28)
+
+
+def test_cli_checkpoint_loads_weights_only(tmp_path, config_file):
+    run = tmp_path / "run"
+    main(["train", "--config", str(config_file), "--out", str(run), "--no-progress"])
+    payload = torch.load(list_checkpoints(run)[-1], weights_only=True)
+    assert {"generator", "discriminator", "opt_g", "opt_d", "rng", "fixed_noise", "step"} <= set(
+        payload
+    )

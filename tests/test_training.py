@@ -1,0 +1,147 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from gankit.checkpoint import list_checkpoints, load_checkpoint
+from gankit.losses import LOSSES, LossFamily
+from gankit.training import loop
+from gankit.training.loop import RunFolderError, TrainingDiverged, train
+
+
+def weights(run):
+    state = load_checkpoint(list_checkpoints(run)[-1])
+    return state.step, {**state.generator, **{f"d.{k}": v for k, v in state.discriminator.items()}}
+
+
+def assert_same_weights(a, b):
+    assert a[0] == b[0]
+    for key in a[1]:
+        assert torch.equal(a[1][key], b[1][key]), key
+
+
+def test_short_run_writes_every_file(tmp_path, tiny_npz):
+    run = tmp_path / "run"
+    train(tiny_config(tiny_npz, iterations=4), run)
+    assert json.loads((run / "config.json").read_text())["train"]["iterations"] == 4
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4]
+    assert {"d_loss", "d_acc_real", "d_acc_fake", "g_loss", "d_acc"} <= set(rows[0])
+    assert sorted(p.name for p in (run / "images").iterdir()) == ["2.png", "4.png"]
+    assert [p.name for p in list_checkpoints(run)] == ["step_0000002.pt", "step_0000004.pt"]
+    assert (run / "loss.png").stat().st_size > 0
+    fixed = torch.load(run / "fixed_noise.pt", weights_only=True)
+    assert fixed["z"].shape == (10, 8) and fixed["labels"].tolist() == list(range(10))
+    state = load_checkpoint(list_checkpoints(run)[-1])
+    assert state.step == 4 and state.num_classes == 10 and state.image_shape == (1, 28, 28)
+    assert state.config["train"]["seed"] == 3 and state.version
+
+
+def test_seed_is_drawn_and_recorded(tmp_path, tiny_npz):
+    config = tiny_config(tiny_npz, iterations=2).with_overrides({"train.seed": None})
+    train(config, tmp_path / "run")
+    assert isinstance(
+        json.loads((tmp_path / "run" / "config.json").read_text())["train"]["seed"], int
+    )
+
+
+def test_resume_gives_the_same_weights(tmp_path, tiny_npz):
+    train(tiny_config(tiny_npz, iterations=6), tmp_path / "straight")
+    train(tiny_config(tiny_npz, iterations=2), tmp_path / "split")
+    train(tiny_config(tiny_npz, iterations=6), tmp_path / "split", resume=True)
+    assert_same_weights(weights(tmp_path / "straight"), weights(tmp_path / "split"))
+    steps = [
+        json.loads(x)["step"]
+        for x in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert steps == [2, 4, 6]
+
+
+def test_keeps_the_newest_checkpoints(tmp_path, tiny_npz):
+    config = tiny_config(tiny_npz, iterations=10).with_overrides({"schedule.keep_checkpoints": 2})
+    train(config, tmp_path / "run")
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == [
+        "step_0000008.pt", "step_0000010.pt",
+    ]  # fmt: skip
+
+
+def test_existing_folder_needs_overwrite(tmp_path, tiny_npz):
+    run = tmp_path / "run"
+    train(tiny_config(tiny_npz, iterations=2), run)
+    with pytest.raises(RunFolderError, match="exists and is not empty"):
+        train(tiny_config(tiny_npz, iterations=2), run)
+    train(tiny_config(tiny_npz, iterations=2), run, overwrite=True)
+    with pytest.raises(RunFolderError, match="no config.json"):
+        train(tiny_config(tiny_npz, iterations=2), tmp_path / "empty", resume=True)
+
+
+def test_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_npz, monkeypatch):
+    calls = {"n": 0}
+    good = LOSSES["nonsaturating"]
+
+    def g_loss_turning_nan(fake_logits):
+        calls["n"] += 1
+        value = good.g(fake_logits)
+        return value * float("nan") if calls["n"] > 5 else value
+
+    family = LossFamily(good.d_real, good.d_fake, g_loss_turning_nan)
+    monkeypatch.setattr(loop, "get_loss", lambda name: family)
+    config = tiny_config(tiny_npz, iterations=10).with_overrides({"schedule.log_every": 3})
+    with pytest.raises(
+        TrainingDiverged, match="g_loss became NaN or inf before iteration 6.*step_0000004.pt"
+    ):
+        train(config, tmp_path / "run")
+    saved = list_checkpoints(tmp_path / "run")
+    assert [p.name for p in saved] == ["step_0000002.pt", "step_0000004.pt"]
+    state = load_checkpoint(saved[-1])
+    assert all(torch.isfinite(v).all() for v in state.generator.values())
+
+
+def test_time_limit_stops_cleanly(tmp_path, tiny_npz):
+    config = tiny_config(tiny_npz, iterations=10_000).with_overrides(
+        {"schedule.time_limit": 0.5, "schedule.checkpoint_every": 100_000}
+    )
+    state = train(config, tmp_path / "run")
+    assert 0 < state.step < 10_000
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == [f"step_{state.step:07d}.pt"]
+    assert (tmp_path / "run" / "images" / f"{state.step}.png").exists()
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_npz):
+    config = tiny_config(tiny_npz, iterations=300).with_overrides(
+        {"schedule.checkpoint_every": 20, "schedule.log_every": 10, "schedule.sample_every": 1000,
+         "train.threads": 1}
+    )  # fmt: skip
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(config.to_dict()))
+    run = tmp_path / "killed"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "gankit", "train", "--no-progress"]
+    process = subprocess.Popen(
+        [*command, "--config", str(config_file), "--out", str(run)], env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list_checkpoints(run)) < 2:
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    found = list_checkpoints(run)
+    assert found and load_checkpoint(found[-1]).step < 300, "the run finished before the kill"
+    resumed = subprocess.run(
+        [*command, "--resume", str(run)], env=env, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    straight = subprocess.run(
+        [*command, "--config", str(config_file), "--out", str(tmp_path / "straight")], env=env,
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert straight.returncode == 0, straight.stderr
+    assert_same_weights(weights(run), weights(tmp_path / "straight"))
