@@ -79,3 +79,17 @@ def tiny_config(
 @pytest.fixture
 def rng() -> torch.Generator:
     return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Reference statistics and downloads go to a temporary cache, never the user's."""
+    import os
+
+    previous = os.environ.get("GANKIT_CACHE")
+    os.environ["GANKIT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if previous is None:
+        os.environ.pop("GANKIT_CACHE", None)
+    else:
+        os.environ["GANKIT_CACHE"] = previous

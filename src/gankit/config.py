@@ -116,9 +116,18 @@ class ScheduleConfig:
     checkpoint_every: int = 1000  # iterations per checkpoint (the final one is always written)
     keep_checkpoints: int = 3  # newest step_*.pt files kept on disk
     time_limit: float | None = None  # seconds of wall time; stop cleanly when exceeded
+    eval_every: int | None = None  # iterations per evaluation (FID etc.); None: no evaluation
+    eval_samples: int = 2000  # images generated per evaluation during training
 
     def __post_init__(self) -> None:
-        for key in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
+        _check_positive("schedule.eval_every", self.eval_every, allow_none=True)
+        for key in (
+            "log_every",
+            "sample_every",
+            "checkpoint_every",
+            "keep_checkpoints",
+            "eval_samples",
+        ):
             _check_positive(f"schedule.{key}", getattr(self, key))
         _check_positive("schedule.time_limit", self.time_limit, allow_none=True)
 

@@ -18,7 +18,7 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
 
 def plot_losses(rows: list[dict[str, Any]], path: str | Path, title: str = "") -> Path | None:
     """D and G loss, and D's accuracy on real and fake, against iterations."""
-    rows = [r for r in rows if "d_loss" in r]
+    rows = [r for r in rows if "d_loss" in r]  # training rows (evaluation rows have "fid")
     if not rows:
         return None
     import matplotlib
@@ -37,6 +37,41 @@ def plot_losses(rows: list[dict[str, Any]], path: str | Path, title: str = "") -
     ax_acc.plot(steps, [100 * r["d_acc_real"] for r in rows], label="D accuracy on real")
     ax_acc.plot(steps, [100 * r["d_acc_fake"] for r in rows], label="D accuracy on fake")
     ax_acc.set_ylabel("accuracy (%)")
+    ax_acc.set_xlabel("iteration")
+    ax_acc.set_ylim(-2, 102)
+    ax_acc.legend()
+    ax_acc.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_metrics(rows: list[dict[str, Any]], path: str | Path) -> Path | None:
+    """FID and conditional accuracy / coverage against iterations, from evaluation rows."""
+    rows = [r for r in rows if r.get("kind") == "eval"]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    steps = [r["step"] for r in rows]
+    fig, (ax_fid, ax_acc) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    ax_fid.plot(steps, [r["fid"] for r in rows], marker="o", label="FID")
+    ax_fid.set_ylabel(f"FID ({rows[-1]['extractor']} features)")
+    ax_fid.set_yscale("log")
+    ax_fid.set_title("Quality during training (lower FID is better)")
+    ax_fid.grid(alpha=0.3)
+    if rows[-1].get("cond_acc") is not None:
+        ax_acc.plot(
+            steps, [100 * r["cond_acc"] for r in rows], marker="o", label="conditional accuracy"
+        )
+    ax_acc.plot(steps, [100 * r["coverage"] for r in rows], marker="s", label="coverage")
+    ax_acc.plot(steps, [100 * r["recall"] for r in rows], marker="^", label="recall")
+    ax_acc.set_ylabel("%")
     ax_acc.set_xlabel("iteration")
     ax_acc.set_ylim(-2, 102)
     ax_acc.legend()

@@ -124,6 +124,16 @@ def sample(
     return torch.cat(chunks) if chunks else torch.empty(0, *model.image_shape)
 
 
+def sample_balanced(
+    model: nn.Module, n: int, seed: int = 0, device: str | torch.device = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """n images (N, C, H, W) in [-1, 1], with balanced labels for a conditional model."""
+    classes = getattr(model, "num_classes", 0)
+    labels = balanced_labels(n, classes) if classes else None
+    generator = torch.Generator().manual_seed(seed)
+    return sample(model, n, labels=labels, generator=generator, device=device), labels
+
+
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """float (N, C, H, W) in [-1, 1] -> uint8 (N, H, W) for C = 1, (N, H, W, C) otherwise.
 

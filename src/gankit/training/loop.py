@@ -32,9 +32,11 @@ from gankit.checkpoint import (
 from gankit.config import RunConfig
 from gankit.data import ImageDataset, load_dataset
 from gankit.losses import LossFamily, get_loss
+from gankit.metrics.evaluate import Evaluator
+from gankit.metrics.features import EXTRACTORS
 from gankit.models import build_models
-from gankit.plots import plot_losses, read_metrics
-from gankit.sampling import fixed_noise_grid
+from gankit.plots import plot_losses, plot_metrics, read_metrics
+from gankit.sampling import fixed_noise_grid, sample_balanced
 from gankit.training.step import discriminator_step, generator_step, make_fakes
 
 logger = logging.getLogger(__name__)
@@ -212,6 +214,7 @@ def train(
     config, state, dataset, device = start(config, out, resume, overwrite)
     sched, loss = config.schedule, get_loss(config.train.loss)
     images, labels = dataset.images.to(device), dataset.labels.to(device)
+    evaluator = training_evaluator(config)
     metrics_file = open(out / "metrics.jsonl", "a")
     window: list[torch.Tensor] = []
     started, window_start, window_step = time.monotonic(), time.monotonic(), state.step
@@ -226,15 +229,22 @@ def train(
             if step % sched.log_every == 0 or last:
                 check_finite(window, step, window_step, out)
                 seconds = time.monotonic() - window_start
-                state.metrics = log_window(window, step, window_step, seconds, started)
+                row = log_window(window, step, window_step, seconds, started)
                 window, window_start, window_step = [], time.monotonic(), step
-                metrics_file.write(json.dumps(state.metrics) + "\n")
+                state.metrics.update(row)
+                metrics_file.write(json.dumps(row) + "\n")
                 metrics_file.flush()
                 if progress is not None:
-                    progress(step, state.metrics)
+                    progress(step, row)
             if step % sched.sample_every == 0 or last:
                 grid = out / "images" / f"{step}.png"
                 fixed_noise_grid(state.generator, state.fixed_z, state.fixed_labels, grid)
+            evaluate_now = sched.eval_every is not None and step % sched.eval_every == 0
+            if evaluator is not None and (evaluate_now or last):
+                check_finite(window, step, window_step, out)
+                row = evaluate_during_training(state, evaluator, config, out, device)
+                metrics_file.write(json.dumps(row) + "\n")
+                metrics_file.flush()
             if step % sched.checkpoint_every == 0 or last:
                 check_finite(window, step, window_step, out)
                 save_checkpoint(to_checkpoint(state, config, device), checkpoint_path(out, step))
@@ -244,6 +254,7 @@ def train(
                 break
     finally:
         metrics_file.close()
+    plot_metrics(read_metrics(out / "metrics.jsonl"), out / "metrics.png")
     plot_losses(
         read_metrics(out / "metrics.jsonl"),
         out / "loss.png",
@@ -281,6 +292,50 @@ def train_iteration(
     g_labels = torch.randint(classes, (batch,), device=device, generator=rng) if classes else None
     g_out = generator_step(state.generator, state.discriminator, state.opt_g, z, g_labels, loss)
     return torch.stack([d_out["d_loss"], d_out["d_acc_real"], d_out["d_acc_fake"], g_out["g_loss"]])
+
+
+def training_evaluator(config: RunConfig) -> Evaluator | None:
+    """The metric suite when `eval_every` or `time_limit` asks for evaluation, else None."""
+    sched, data = config.schedule, config.data
+    if sched.eval_every is None and sched.time_limit is None:
+        return None
+    if data.dataset not in EXTRACTORS:
+        if sched.eval_every is not None:
+            raise ValueError(
+                f"schedule.eval_every needs a dataset with a domain classifier "
+                f"({sorted(EXTRACTORS)}), not {data.dataset!r}"
+            )
+        return None
+    return Evaluator.load(data.dataset, data_dir=data.data_dir)
+
+
+def evaluate_during_training(
+    state: TrainState, evaluator: Evaluator, config: RunConfig, out: Path, device: torch.device
+) -> dict[str, Any]:
+    """Scores `eval_samples` images (fixed seed), keeps best.pt by FID, and flags collapse."""
+    images, labels = sample_balanced(state.generator, config.schedule.eval_samples, 0, device)
+    result = evaluator(images, labels)
+    row = {"step": state.step, "kind": "eval", **result}
+    if result["fid"] < state.metrics.get("best_fid", float("inf")):
+        state.metrics["best_fid"], state.metrics["best_step"] = result["fid"], state.step
+        save_checkpoint(to_checkpoint(state, config, device), out / "checkpoints" / "best.pt")
+    saturated = state.metrics.get("d_acc", 0.0) >= 0.99
+    state.metrics["saturated_evals"] = (
+        state.metrics.get("saturated_evals", 0) + 1 if saturated else 0
+    )
+    if result["classes_covered"] < 8:
+        logger.warning(
+            "possible mode collapse at iteration %d: only %d classes cover >= 2%% of samples",
+            state.step, result["classes_covered"],
+        )  # fmt: skip
+    if state.metrics["saturated_evals"] >= 3:
+        logger.warning("D accuracy has been ~100%% for 3 evaluations: G may have collapsed")
+    logger.info(
+        "iteration %d: FID %.3f (%s), recall %.3f, classes %d%s", state.step, result["fid"],
+        result["extractor"], result["recall"], result["classes_covered"],
+        "" if result["cond_acc"] is None else f", cond_acc {result['cond_acc']:.3f}",
+    )  # fmt: skip
+    return row
 
 
 def check_finite(window: list[torch.Tensor], step: int, window_step: int, out: Path) -> None:

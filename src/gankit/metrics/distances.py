@@ -1,0 +1,126 @@
+"""The metric maths on feature vectors: Fréchet distance, KID, Inception Score, PRDC.
+
+Pure functions of features (or of their statistics), independent of how features are made.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import scipy.linalg
+import torch
+from torchmetrics.image.inception import InceptionScore
+from torchmetrics.image.kid import poly_mmd
+
+
+def gaussian_stats(features: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (D,) and unbiased covariance (D, D) of features (N, D), in float64."""
+    array = np.asarray(features, dtype=np.float64)
+    if array.ndim != 2 or len(array) < 2:
+        raise ValueError(f"need features of shape (N >= 2, D), got {array.shape}")
+    return array.mean(0), np.cov(array, rowvar=False)
+
+
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
+) -> float:
+    """d^2 = |mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)) between two Gaussians.
+
+    The Fréchet (2-Wasserstein) distance of Heusel et al. 2017, computed as pytorch-fid does:
+    scipy's `sqrtm` in float64, with `eps` added to the diagonals when the product is singular.
+    """
+    mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
+    sigma1, sigma2 = (
+        np.atleast_2d(sigma1).astype(np.float64),
+        np.atleast_2d(sigma2).astype(np.float64),
+    )
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
+        raise ValueError(
+            f"shapes differ: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape}"
+        )
+    diff = mu1 - mu2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
+        if not np.isfinite(covmean).all():
+            offset = np.eye(sigma1.shape[0]) * eps
+            covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    covmean = covmean.real
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+def kernel_distance(
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    subsets: int = 100,
+    subset_size: int = 1000,
+    generator: torch.Generator | None = None,
+) -> tuple[float, float]:
+    """KID (Binkowski et al. 2018): unbiased MMD^2 with the cubic polynomial kernel
+    k(x, y) = (x.y / D + 1)^3, mean and std over random subsets (torchmetrics' `poly_mmd`)."""
+    size = min(subset_size, len(real), len(fake))
+    if size < 2:
+        raise ValueError(f"KID needs at least 2 samples per set, got {len(real)} and {len(fake)}")
+    real, fake = real.double(), fake.double()
+    scores = []
+    for _ in range(subsets):
+        r = real[torch.randperm(len(real), generator=generator)[:size]]
+        f = fake[torch.randperm(len(fake), generator=generator)[:size]]
+        scores.append(poly_mmd(r, f))
+    values = torch.stack(scores)
+    return float(values.mean()), float(values.std(unbiased=False))
+
+
+class _Logits(torch.nn.Module):
+    """Passes precomputed logits through, so torchmetrics' InceptionScore can score them."""
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits
+
+
+def inception_score(logits: torch.Tensor, splits: int = 10, seed: int = 0) -> tuple[float, float]:
+    """exp(E_x KL(p(y|x) || p(y))) from classifier logits (Salimans et al. 2016), mean and std
+    over `splits`, via torchmetrics (its shuffle is made deterministic with `seed`)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # feature-buffer notice; std of 1 split
+        metric = InceptionScore(feature=_Logits(), splits=splits)
+        metric.update(logits.double())
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            mean, std = metric.compute()
+    return float(mean), float(std)
+
+
+def _kth_neighbour_radius(features: torch.Tensor, k: int) -> torch.Tensor:
+    """Distance of each row to its k-th nearest other row."""
+    distances = torch.cdist(features, features)  # (N, N)
+    return distances.kthvalue(k + 1, dim=1).values  # +1: the row itself is at distance 0
+
+
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tuple[float, float]:
+    """Improved precision and recall (Kynkäänniemi et al. 2019) with k-NN balls.
+
+    precision: fraction of fakes inside some real sample's k-NN ball; recall: fraction of reals
+    inside some fake sample's k-NN ball.
+    """
+    real, fake = real.double(), fake.double()
+    real_radius, fake_radius = _kth_neighbour_radius(real, k), _kth_neighbour_radius(fake, k)
+    cross = torch.cdist(real, fake)  # (N_real, N_fake)
+    precision = (cross < real_radius[:, None]).any(0).double().mean()
+    recall = (cross < fake_radius[None, :]).any(1).double().mean()
+    return float(precision), float(recall)
+
+
+def density_coverage(real: torch.Tensor, fake: torch.Tensor, k: int = 5) -> tuple[float, float]:
+    """Density and coverage (Naeem et al. 2020) with k-NN balls around the real samples.
+
+    density: mean number of real balls holding each fake, divided by k (can exceed 1);
+    coverage: fraction of real balls that hold at least one fake.
+    """
+    real, fake = real.double(), fake.double()
+    real_radius = _kth_neighbour_radius(real, k)
+    inside = torch.cdist(real, fake) < real_radius[:, None]  # (N_real, N_fake)
+    density = inside.sum(0).double().mean() / k
+    coverage = inside.any(1).double().mean()
+    return float(density), float(coverage)

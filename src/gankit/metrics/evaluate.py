@@ -1,0 +1,205 @@
+"""The metric suite: generated (or real) images in, one flat dict of figures out."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gankit.data import load_dataset
+from gankit.metrics.distances import (
+    density_coverage,
+    frechet_distance,
+    gaussian_stats,
+    inception_score,
+    kernel_distance,
+    precision_recall,
+)
+from gankit.metrics.features import EXTRACTORS, Extractor, extract, load_extractor
+from gankit.metrics.reference import SUBSET, RealReference, load_reference
+
+logger = logging.getLogger(__name__)
+
+COVERED_FRACTION = 0.02  # a class counts as covered with at least 2% of the samples
+KEYS = (
+    "fid", "kid", "kid_std", "is", "precision", "recall", "density", "coverage",
+    "classes_covered", "class_hist", "cond_acc", "cond_acc_per_class", "intra_fid",
+    "extractor", "n",
+)  # fmt: skip
+
+
+@dataclass
+class Evaluator:
+    """An extractor and the reference statistics it is compared against, loaded once."""
+
+    dataset: str
+    extractor: Extractor
+    reference: RealReference
+
+    @classmethod
+    def load(
+        cls,
+        dataset: str,
+        weights: str | None = None,
+        data_dir: str | None = None,
+        split: str = "train",
+    ) -> Evaluator:
+        if dataset not in EXTRACTORS:
+            raise ValueError(
+                f"no domain classifier for dataset {dataset!r}; choose from {sorted(EXTRACTORS)}"
+            )
+        extractor = load_extractor(dataset, weights)
+        return cls(dataset, extractor, load_reference(dataset, split, extractor, data_dir))
+
+    def __call__(
+        self, images: np.ndarray | torch.Tensor, labels: torch.Tensor | None = None, seed: int = 0
+    ) -> dict[str, Any]:
+        return evaluate_images(images, labels, self.extractor, self.reference, seed)
+
+
+def check_images(images: np.ndarray | torch.Tensor, source: str) -> None:
+    """The extractors read 1-channel 28x28 images: uint8 (N, 28, 28) or float (N, 1, 28, 28)."""
+    shape = tuple(images.shape)
+    if len(shape) == 3 and shape[1:] == (28, 28):
+        return
+    if len(shape) == 4 and shape[1:] == (1, 28, 28):
+        return
+    raise ValueError(
+        f"{source}: images of shape {shape}; the domain classifiers read 1-channel 28x28 "
+        "images, uint8 (N, 28, 28)"
+    )
+
+
+def evaluate_images(
+    images: np.ndarray | torch.Tensor,
+    labels: torch.Tensor | None,
+    extractor: Extractor,
+    reference: RealReference,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """All figures for a set of images (uint8 (N, 28, 28) or float (N, 1, 28, 28) in [-1, 1]).
+
+    Args:
+        images: the images to judge.
+        labels: int64 (N,) requested classes (conditional model), else None.
+        extractor: the domain classifier.
+        reference: real statistics in that classifier's space.
+        seed: for the random subsets of KID and precision/recall.
+    """
+    n = len(images)
+    if n < 2:
+        raise ValueError(f"need at least 2 images to evaluate, got {n}")
+    features, logits = extract(extractor, images)
+    mu, sigma = gaussian_stats(features)
+    generator = torch.Generator().manual_seed(seed)
+    kid, kid_std = kernel_distance(reference.subset, features, generator=generator)
+    m = min(n, SUBSET, len(reference.subset))
+    fake_subset = features[torch.randperm(n, generator=generator)[:m]]
+    precision, recall = precision_recall(reference.subset[:m], fake_subset, k=3)
+    density, coverage = density_coverage(reference.subset[:m], fake_subset, k=5)
+    predicted = logits.argmax(1)
+    num_classes = logits.shape[1]
+    hist = torch.bincount(predicted, minlength=num_classes).double() / n
+    result: dict[str, Any] = {
+        "fid": frechet_distance(mu, sigma, reference.mu, reference.sigma),
+        "kid": kid,
+        "kid_std": kid_std,
+        "is": inception_score(logits, seed=seed)[0],
+        "precision": precision,
+        "recall": recall,
+        "density": density,
+        "coverage": coverage,
+        "classes_covered": int((hist >= COVERED_FRACTION).sum()),
+        "class_hist": [round(v, 6) for v in hist.tolist()],
+        "cond_acc": None,
+        "cond_acc_per_class": None,
+        "intra_fid": None,
+        "extractor": extractor.name,
+        "extractor_weights": extractor.weights_id,
+        "reference": reference.name,
+        "n": n,
+    }
+    if labels is not None:
+        result.update(conditional_figures(features, predicted, labels, reference, num_classes))
+    return result
+
+
+def conditional_figures(
+    features: torch.Tensor,
+    predicted: torch.Tensor,
+    labels: torch.Tensor,
+    reference: RealReference,
+    num_classes: int,
+) -> dict[str, Any]:
+    """cond_acc, its per-class values, and intra-class FID (mean over the classes asked for)."""
+    labels = torch.as_tensor(labels, dtype=torch.int64)
+    if len(labels) != len(features):
+        raise ValueError(f"{len(labels)} labels for {len(features)} images")
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(
+            f"labels must be in 0..{num_classes - 1}, got {labels.min()}..{labels.max()}"
+        )
+    correct = (predicted == labels).double()
+    per_class, intra = [], []
+    for k in range(num_classes):
+        members = labels == k
+        per_class.append(float(correct[members].mean()) if members.any() else None)
+        if int(members.sum()) >= 2:
+            mu, sigma = gaussian_stats(features[members])
+            intra.append(
+                frechet_distance(mu, sigma, reference.class_mu[k], reference.class_sigma[k])
+            )
+    return {
+        "cond_acc": float(correct.mean()),
+        "cond_acc_per_class": per_class,
+        "intra_fid": float(np.mean(intra)) if intra else None,
+    }
+
+
+def real_floor_images(
+    dataset: str, n: int, data_dir: str | None = None, seed: int = 1
+) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """Real images to score as if generated: what a perfect generator would reach.
+
+    `mnist-sample` has no held-out split: a bootstrap of its 5,000 (which the reference also
+    uses), so its floor is optimistic. Other datasets: the test split (held out), first n.
+    """
+    if dataset == "mnist-sample":
+        real = load_dataset(dataset)
+        idx = torch.randint(len(real), (n,), generator=torch.Generator().manual_seed(seed))
+        return real.images[idx], real.labels[idx], "bootstrap of the 5,000 (optimistic)"
+    real = load_dataset(dataset, "test", data_dir)
+    return real.images[:n], real.labels[:n], f"{dataset} test split"
+
+
+def load_npz_samples(path: str | Path) -> tuple[np.ndarray, torch.Tensor | None]:
+    """`images` uint8 (N, 28, 28) and optional `labels` (N,) from an npz, with clear errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if "images" not in archive.files:
+                raise ValueError(f"{path}: no 'images' array (has {archive.files})")
+            images = archive["images"]
+            labels = archive["labels"] if "labels" in archive.files else None
+    except (OSError, EOFError) as error:
+        raise ValueError(f"{path}: not a readable .npz file ({error})") from error
+    except ValueError as error:
+        if str(path) in str(error):
+            raise
+        raise ValueError(f"{path}: not a readable .npz file ({error})") from error
+    if images.dtype != np.uint8:
+        raise ValueError(f"{path}: images must be uint8 in 0..255, got {images.dtype}")
+    check_images(images, str(path))
+    if labels is not None:
+        if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(
+                f"{path}: labels must be integers of shape ({len(images)},), got {labels.shape}"
+            )
+        labels = torch.from_numpy(labels.astype(np.int64))
+    return images, labels

@@ -1,0 +1,85 @@
+"""Statistics of the real data in a classifier's feature space, computed once and cached.
+
+Cached as `<cache>/reference/<dataset>-<split>-<extractor>-<weights id>.npz`, so a retrained
+classifier or another split never reuses stale statistics.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gankit.data import cache_dir, load_dataset
+from gankit.metrics.distances import gaussian_stats
+from gankit.metrics.features import Extractor, extract
+
+logger = logging.getLogger(__name__)
+
+SUBSET = 5000  # real features kept for precision/recall, density/coverage and KID
+
+
+@dataclass
+class RealReference:
+    """Feature statistics of one split of a dataset.
+
+    Attributes:
+        name: "<dataset>/<split>".
+        n: images the statistics come from.
+        mu, sigma: float64 (D,), (D, D).
+        class_mu, class_sigma: float64 (C, D), (C, D, D), per true class.
+        subset: float32 (min(n, 5000), D), a fixed random subset of the real features.
+    """
+
+    name: str
+    n: int
+    mu: np.ndarray
+    sigma: np.ndarray
+    class_mu: np.ndarray
+    class_sigma: np.ndarray
+    subset: torch.Tensor
+
+
+def reference_path(dataset: str, split: str, extractor: Extractor) -> Path:
+    return cache_dir() / "reference" / f"{dataset}-{split}-{extractor.key}.npz"
+
+
+def compute_reference(
+    dataset: str, split: str, extractor: Extractor, data_dir: str | None = None
+) -> RealReference:
+    real = load_dataset(dataset, split, data_dir)
+    features, _ = extract(extractor, real.images)
+    mu, sigma = gaussian_stats(features)
+    class_stats = [gaussian_stats(features[real.labels == k]) for k in range(real.num_classes)]
+    order = torch.randperm(len(features), generator=torch.Generator().manual_seed(0))
+    subset = features[order[:SUBSET]]
+    return RealReference(
+        f"{dataset}/{split}", len(features), mu, sigma,
+        np.stack([m for m, _ in class_stats]), np.stack([s for _, s in class_stats]), subset,
+    )  # fmt: skip
+
+
+def load_reference(
+    dataset: str, split: str, extractor: Extractor, data_dir: str | None = None
+) -> RealReference:
+    """The cached statistics, computed (and cached) on first use."""
+    path = reference_path(dataset, split, extractor)
+    if path.is_file():
+        with np.load(path) as f:
+            return RealReference(
+                str(f["name"]), int(f["n"]), f["mu"], f["sigma"], f["class_mu"], f["class_sigma"],
+                torch.from_numpy(f["subset"]),
+            )  # fmt: skip
+    logger.info("computing reference statistics of %s/%s with %s", dataset, split, extractor.name)
+    ref = compute_reference(dataset, split, extractor, data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(
+        tmp, name=ref.name, n=ref.n, mu=ref.mu, sigma=ref.sigma, class_mu=ref.class_mu,
+        class_sigma=ref.class_sigma, subset=ref.subset.numpy(),
+    )  # fmt: skip
+    tmp.replace(path)
+    return ref

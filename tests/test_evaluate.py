@@ -1,0 +1,168 @@
+"""The metric suite on real, noisy, collapsed and mislabelled images, and its CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gankit.cli import main
+from gankit.data import load_dataset
+from gankit.metrics.evaluate import Evaluator, load_npz_samples
+from gankit.metrics.features import load_extractor
+from gankit.metrics.reference import compute_reference
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return load_dataset("mnist-sample")
+
+
+@pytest.fixture(scope="module")
+def halves(mnist):
+    """Disjoint halves of mnist-sample (stratified: every other image of each class)."""
+    order = torch.arange(len(mnist))
+    return order[0::2], order[1::2]
+
+
+@pytest.fixture(scope="module")
+def half_evaluator(mnist, halves):
+    """Reference statistics of the first half only, so the second half is truly held out."""
+    extractor = load_extractor("mnist-sample")
+    reference = compute_reference("mnist-sample", "train", extractor)
+    from gankit.metrics.distances import gaussian_stats
+    from gankit.metrics.features import extract
+
+    features, _ = extract(extractor, mnist.images[halves[0]])
+    labels = mnist.labels[halves[0]]
+    reference.mu, reference.sigma = gaussian_stats(features)
+    reference.class_mu = np.stack([gaussian_stats(features[labels == k])[0] for k in range(10)])
+    reference.class_sigma = np.stack([gaussian_stats(features[labels == k])[1] for k in range(10)])
+    reference.subset = features
+    return Evaluator("mnist-sample", extractor, reference)
+
+
+def test_shipped_classifier_meets_its_accuracy_target():
+    extractor = load_extractor("mnist-sample")
+    assert extractor.info["heldout_accuracy"] >= 0.98
+    assert extractor.path.stat().st_size < 2_000_000
+
+
+def test_real_against_real_is_near_the_floor(half_evaluator, mnist, halves):
+    result = half_evaluator(mnist.images[halves[1]], mnist.labels[halves[1]])
+    assert result["fid"] < 1.0
+    assert abs(result["kid"]) < 0.01
+    assert result["precision"] > 0.9 and result["recall"] > 0.9
+    assert result["coverage"] > 0.9 and result["classes_covered"] == 10
+    assert result["cond_acc"] > 0.98 and result["intra_fid"] < 5.0
+    assert result["is"] > 8.0
+    assert result["extractor"] == "mnist-cnn"
+
+
+def test_noise_and_a_repeated_image_score_terribly(half_evaluator, mnist, halves):
+    real = half_evaluator(mnist.images[halves[1]])
+    noise = torch.rand(2500, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    noisy = half_evaluator(noise)
+    repeated = half_evaluator(mnist.images[halves[1][:1]].repeat(2500, 1, 1, 1))
+    for bad in (noisy, repeated):
+        assert bad["fid"] > 50 * max(real["fid"], 0.5)
+        assert bad["recall"] < 0.05
+        assert bad["classes_covered"] <= 2
+    assert repeated["classes_covered"] == 1 and repeated["class_hist"].count(1.0) == 1
+
+
+def test_shuffled_labels_give_chance_accuracy(half_evaluator, mnist, halves):
+    labels = mnist.labels[halves[1]]
+    shuffled = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))]
+    result = half_evaluator(mnist.images[halves[1]], shuffled)
+    assert 0.05 < result["cond_acc"] < 0.15
+    assert result["intra_fid"] > 10 * half_evaluator(mnist.images[halves[1]], labels)["intra_fid"]
+
+
+def test_same_samples_same_figures(half_evaluator, mnist, halves):
+    images = mnist.images[halves[1][:600]]
+    assert half_evaluator(images) == half_evaluator(images)
+
+
+def test_features_do_not_depend_on_batch_size(mnist):
+    from gankit.metrics.features import extract
+
+    extractor = load_extractor("mnist-sample")
+    a, _ = extract(extractor, mnist.images[:300], batch_size=300)
+    b, _ = extract(extractor, mnist.images[:300], batch_size=7)
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def write_samples(path, images, labels=None):
+    arrays = {"images": images}
+    if labels is not None:
+        arrays["labels"] = labels
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def test_cli_json_on_an_npz(tmp_path, mnist, capsys):
+    pixels = ((mnist.images[::10, 0] + 1) * 127.5).round().to(torch.uint8).numpy()
+    path = write_samples(tmp_path / "s.npz", pixels, mnist.labels[::10].numpy())
+    assert main(["evaluate", path, "--dataset", "mnist-sample", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for key in ("fid", "kid", "kid_std", "is", "precision", "recall", "density", "coverage"):
+        assert isinstance(result[key], float), key
+    assert result["n"] == 500 and result["classes_covered"] == 10
+    assert len(result["class_hist"]) == 10 and result["cond_acc"] > 0.95
+    assert len(result["cond_acc_per_class"]) == 10 and result["extractor"] == "mnist-cnn"
+
+
+def test_cli_real_floor_and_table(capsys):
+    assert main(["evaluate", "--real", "--dataset", "mnist-sample", "--n", "1000", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["fid"] < 2.0 and result["cond_acc"] > 0.98
+    assert main(["evaluate", "--real", "--dataset", "mnist-sample", "--n", "500"]) == 0
+    table = capsys.readouterr().out
+    assert "FID" in table and "conditional accuracy" in table
+
+
+def test_cli_evaluates_a_run(tmp_path, tiny_npz, capsys):
+    from conftest import tiny_config
+
+    config = tiny_config(tiny_npz, iterations=2).with_overrides({"data.dataset": "mnist-sample"})
+    (tmp_path / "c.json").write_text(json.dumps(config.to_dict()))
+    run = str(tmp_path / "run")
+    assert main(["train", "--config", str(tmp_path / "c.json"), "--out", run, "--no-progress"]) == 0
+    assert main(["evaluate", run, "--n", "200", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n"] == 200 and result["cond_acc"] is not None
+    assert main(["evaluate", run, "--n", "200"]) == 0
+    assert "real floor" in capsys.readouterr().out
+
+
+def test_cli_errors(tmp_path, capsys):
+    cases = {
+        "rgb.npz": {"images": np.zeros((4, 32, 32, 3), np.uint8)},
+        "float.npz": {"images": np.zeros((4, 28, 28), np.float32)},
+        "nokey.npz": {"pixels": np.zeros((4, 28, 28), np.uint8)},
+        "labels.npz": {"images": np.zeros((4, 28, 28), np.uint8), "labels": np.zeros(3, np.int64)},
+    }
+    for name, arrays in cases.items():
+        np.savez(tmp_path / name, **arrays)
+    (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04garbage")
+    for argv, message in [
+        ([str(tmp_path / "rgb.npz"), "--dataset", "mnist-sample"], "1-channel 28x28"),
+        ([str(tmp_path / "float.npz"), "--dataset", "mnist-sample"], "must be uint8"),
+        ([str(tmp_path / "nokey.npz"), "--dataset", "mnist-sample"], "no 'images' array"),
+        ([str(tmp_path / "labels.npz"), "--dataset", "mnist-sample"], "labels must be integers"),
+        ([str(tmp_path / "corrupt.npz"), "--dataset", "mnist-sample"], "not a readable .npz"),
+        ([str(tmp_path / "missing.npz"), "--dataset", "mnist-sample"], "no such file"),
+        ([str(tmp_path / "rgb.npz")], "give --dataset"),
+        (["--real", "--dataset", "cifar10"], "no domain classifier for dataset 'cifar10'"),
+        (["--real", "--dataset", "mnist-sample", "--weights", str(tmp_path / "w.pt")], "not found"),
+        ([], "give a run folder"),
+    ]:
+        assert main(["evaluate", *argv]) == 2, argv
+        assert message in capsys.readouterr().err, argv
+
+
+def test_load_npz_samples_returns_labels(tmp_path):
+    path = write_samples(tmp_path / "s.npz", np.zeros((3, 28, 28), np.uint8), np.array([1, 2, 3]))
+    images, labels = load_npz_samples(path)
+    assert images.shape == (3, 28, 28) and labels.tolist() == [1, 2, 3]
