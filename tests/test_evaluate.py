@@ -166,3 +166,33 @@ def test_load_npz_samples_returns_labels(tmp_path):
     path = write_samples(tmp_path / "s.npz", np.zeros((3, 28, 28), np.uint8), np.array([1, 2, 3]))
     images, labels = load_npz_samples(path)
     assert images.shape == (3, 28, 28) and labels.tolist() == [1, 2, 3]
+
+
+def test_evaluation_during_training_keeps_the_best_checkpoint(tmp_path, tiny_npz):
+    from conftest import tiny_config
+    from gankit.checkpoint import load_checkpoint
+    from gankit.training.loop import train
+
+    config = tiny_config(tiny_npz, iterations=4).with_overrides(
+        {"data.dataset": "mnist-sample", "schedule.eval_every": 2, "schedule.eval_samples": 100}
+    )
+    run = tmp_path / "run"
+    train(config, run)
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if r.get("kind") == "eval"]
+    assert [r["step"] for r in evals] == [2, 4]
+    assert all(r["n"] == 100 and r["extractor"] == "mnist-cnn" for r in evals)
+    best = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert best.step == min(evals, key=lambda r: r["fid"])["step"]
+    assert best.metrics["best_fid"] == pytest.approx(min(r["fid"] for r in evals))
+    assert (run / "metrics.png").stat().st_size > 0
+    assert main(["sample", str(run), "--checkpoint", "best", "--n", "4"]) == 0
+
+
+def test_eval_every_needs_a_dataset_with_a_classifier(tmp_path, tiny_npz):
+    from conftest import tiny_config
+    from gankit.training.loop import train
+
+    config = tiny_config(tiny_npz, iterations=2).with_overrides({"schedule.eval_every": 2})
+    with pytest.raises(ValueError, match="schedule.eval_every needs a dataset"):
+        train(config, tmp_path / "run")

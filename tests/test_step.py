@@ -119,7 +119,7 @@ def test_loop_matches_a_plain_implementation(tmp_path, tiny_npz, preset):
     config = tiny_config(tiny_npz, preset=preset, iterations=6)
     state = train(config, tmp_path / "run")
     G, D = plain_reference_training(copy.deepcopy(config), load_dataset(str(tiny_npz)))
-    # foreach Adam vs for-loop Adam and softplus vs sigmoid+log differ in rounding only
+    # fused Adam vs for-loop Adam and softplus vs sigmoid+log differ in rounding only
     for mine, plain in ((state.generator, G), (state.discriminator, D)):
         pairs = zip(mine.state_dict().items(), plain.state_dict().values(), strict=True)
         for (name, a), b in pairs:
