@@ -92,8 +92,8 @@ def matmul_flops_per_iteration(preset: str, batch: int) -> float:
     """FLOPs of one training iteration, counted by PyTorch's FlopCounterMode."""
     from gankit.config import load_preset
     from gankit.data import ImageDataset
-    from gankit.losses import get_loss
     from gankit.training.loop import build_state, train_iteration
+    from gankit.training.step import StepOptions
 
     config = load_preset(preset).with_overrides({"train.seed": 0, "train.batch_size": batch})
     images = torch.zeros(64, 1, 28, 28)
@@ -101,7 +101,7 @@ def matmul_flops_per_iteration(preset: str, batch: int) -> float:
     dataset = ImageDataset("zeros", images, labels, 10)
     state = build_state(config, dataset, torch.device("cpu"))
     with FlopCounterMode(display=False) as counter:
-        train_iteration(state, images, labels, config, get_loss(config.train.loss))
+        train_iteration(state, images, labels, config, StepOptions.from_config(config))
     return counter.get_total_flops()
 
 

@@ -51,3 +51,59 @@ def test_stable_for_extreme_logits(name):
 def test_unknown_loss():
     with pytest.raises(ValueError, match="unknown loss 'wasserstein'; choose from"):
         get_loss("wasserstein")
+
+
+def test_wasserstein_and_smoothed_bce_by_hand():
+    from gankit.losses import d_real_bce_smoothed
+
+    wgan = get_loss("wgan-gp")
+    assert_close(wgan.d_real(REAL), torch.tensor(-0.5))
+    assert_close(wgan.d_fake(FAKE), torch.tensor(-1.25))
+    assert_close(wgan.g(FAKE), torch.tensor(1.25))
+    smoothed = d_real_bce_smoothed(REAL, 0.1)
+    assert_close(smoothed, mean([0.9 * bce(v, 1) + 0.1 * bce(v, 0) for v in (2.0, -1.0)]))
+
+
+def test_gradient_penalty_against_a_hand_computed_gradient():
+    """D(x) = w.x is linear, so grad_x D = w everywhere and the penalty is (|w| - 1)^2."""
+    from gankit.losses import gradient_penalty
+
+    w = torch.tensor([3.0, 4.0]).view(1, 2, 1, 1)
+
+    def critic(images, labels=None):
+        return (images * w).sum((1, 2, 3))
+
+    real, fake = torch.randn(5, 2, 1, 1), torch.randn(5, 2, 1, 1)
+    penalty = gradient_penalty(critic, real, fake, None, torch.Generator().manual_seed(0))
+    assert_close(penalty, torch.tensor(16.0))  # (5 - 1)^2
+
+
+def test_gradient_penalty_matches_autograd_on_a_nonlinear_critic():
+    from gankit.losses import gradient_penalty
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3), torch.nn.Tanh(),
+                              torch.nn.Linear(3, 1))  # fmt: skip
+
+    def critic(images, labels=None):
+        return net(images).squeeze(1)
+
+    real, fake = torch.randn(6, 1, 2, 2), torch.randn(6, 1, 2, 2)
+    penalty = gradient_penalty(critic, real, fake, None, torch.Generator().manual_seed(1))
+    alpha = torch.rand(6, 1, 1, 1, generator=torch.Generator().manual_seed(1))
+    expected = []
+    for i in range(6):  # one sample at a time, through torch.func
+        x = alpha[i] * real[i] + (1 - alpha[i]) * fake[i]
+        grad = torch.func.grad(lambda v: critic(v.unsqueeze(0)).sum())(x)
+        expected.append((grad.norm() - 1) ** 2)
+    assert_close(penalty, torch.stack(expected).mean())
+    penalty.backward()  # differentiable w.r.t. the critic's weights (not its last bias)
+    assert all(p.grad is not None for p in (net[1].weight, net[1].bias, net[3].weight))
+
+
+def test_r1_penalty_by_hand():
+    from gankit.losses import r1_penalty
+
+    real = torch.randn(4, 1, 2, 2, requires_grad=True)
+    logits = (real * 2.0).sum((1, 2, 3))  # grad = 2 everywhere: |grad|^2 = 4 * 4
+    assert_close(r1_penalty(real, logits), torch.tensor(16.0))

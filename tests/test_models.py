@@ -5,6 +5,7 @@ import torch
 
 from gankit.config import ModelConfig, load_preset
 from gankit.models import ARCHITECTURES, CONDITIONING, build_models
+from gankit.models.layers import ConditionalBatchNorm
 
 
 def count(module):
@@ -23,11 +24,16 @@ def test_parameter_counts_match_the_reference(preset, g_params, d_params):
 def small(architecture, conditioning):
     return ModelConfig(
         architecture=architecture, conditioning=conditioning, latent_dim=8, g_hidden=[16, 32],
-        d_hidden=[32, 16], d_dropout=[0.0, 0.3],
+        d_hidden=[32, 16], d_dropout=[0.0, 0.3], channels=4,
+        init="dcgan" if architecture == "dcgan" else "keras",
     )  # fmt: skip
 
 
 CASES = list(itertools.product(sorted(ARCHITECTURES), sorted(CONDITIONING)))
+
+
+def logits_of(output):
+    return output[0] if isinstance(output, tuple) else output
 
 
 @pytest.mark.parametrize("architecture, conditioning", CASES)
@@ -41,24 +47,57 @@ def test_contract(architecture, conditioning, shape, rng):
     images = generator(z, labels)
     assert images.shape == (6, *shape)
     assert images.min() >= -1 and images.max() <= 1
-    logits = discriminator(images, labels)
+    output = discriminator(images, labels)
+    if conditioning == "acgan":
+        assert isinstance(output, tuple) and output[1].shape == (6, 10)
+    logits = logits_of(output)
     assert logits.shape == (6,) and torch.isfinite(logits).all()
-    (logits.sum()).backward()
+    total = logits.sum() + (output[1].sum() if isinstance(output, tuple) else 0)
+    total.backward()
     for name, p in itertools.chain(generator.named_parameters(), discriminator.named_parameters()):
         assert p.grad is not None, name
     if conditional:
         with pytest.raises(ValueError, match="conditional"):
             generator(z)
-        with pytest.raises(ValueError, match="conditional"):
-            discriminator(images)
         generator.eval()
         discriminator.eval()
+        for module in generator.modules():  # cBN starts label-independent (gain 1, bias 0)
+            if isinstance(module, ConditionalBatchNorm):
+                torch.nn.init.normal_(module.bias.weight, 0.0, 0.5)
         other = (labels + 1) % 10
         assert not torch.allclose(generator(z, labels), generator(z, other))
-        assert not torch.allclose(discriminator(images, labels), discriminator(images, other))
+        if conditioning == "acgan":  # D predicts the class; it does not read labels
+            torch.testing.assert_close(discriminator(images)[0], discriminator(images, labels)[0])
+        else:
+            with pytest.raises(ValueError, match="conditional"):
+                discriminator(images)
+            assert not torch.allclose(
+                logits_of(discriminator(images, labels)), logits_of(discriminator(images, other))
+            )
     else:
         with pytest.raises(ValueError, match="unconditional"):
             generator(z, torch.zeros(6, dtype=torch.int64))
+
+
+def test_spectral_norm_bounds_the_largest_singular_value():
+    torch.manual_seed(0)
+    config = small("dcgan", "projection")
+    config.spectral_norm = True
+    _, discriminator = build_models(config, (1, 28, 28), 10)
+    discriminator.train()
+    for _ in range(30):  # power iterations run in training-mode forward passes
+        discriminator(torch.randn(4, 1, 28, 28), torch.zeros(4, dtype=torch.int64))
+    linear = discriminator.head.linear
+    sigma = torch.linalg.matrix_norm(linear.weight.detach(), ord=2)
+    assert sigma.item() == pytest.approx(1.0, abs=0.02)
+    conv = discriminator.net[2]
+    sigma = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2)
+    assert sigma.item() == pytest.approx(1.0, abs=0.05)
+
+
+def test_dcgan_needs_sizes_divisible_by_4():
+    with pytest.raises(ValueError, match="divisible by 4"):
+        build_models(small("dcgan", "none"), (1, 30, 30), 10)
 
 
 def test_keras_init():

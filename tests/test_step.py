@@ -7,12 +7,11 @@ import torch
 from torch import nn
 
 from conftest import tiny_config
-from gankit.config import QuirksConfig
 from gankit.data import load_dataset
 from gankit.losses import get_loss
 from gankit.models import build_models
 from gankit.training.loop import train
-from gankit.training.step import discriminator_step, generator_step, make_fakes
+from gankit.training.step import StepOptions, discriminator_step, generator_step, make_fakes
 
 
 def snapshot(module):
@@ -40,9 +39,8 @@ def test_discriminator_step_changes_only_d(cgan, rng):
     z = torch.randn(8, 8, generator=rng)
     g_before, d_before = snapshot(generator), snapshot(discriminator)
     fakes = make_fakes(generator, z, labels, inference_mode=True)
-    out = discriminator_step(
-        discriminator, opt_d, real, labels, fakes, labels, get_loss("nonsaturating"), QuirksConfig()
-    )
+    options = StepOptions(get_loss("nonsaturating"), separate_d_steps=True)
+    out = discriminator_step(discriminator, opt_d, real, labels, fakes, labels, options)
     assert changed(g_before, generator) == set()  # inference mode: BN moving stats untouched
     d_params = {k for k, _ in discriminator.named_parameters()}
     assert changed(d_before, discriminator) == d_params
@@ -69,7 +67,7 @@ def test_generator_step_changes_only_g(cgan, rng):
     labels = torch.randint(10, (8,), generator=rng)
     out = generator_step(
         generator, discriminator, opt_g, torch.randn(8, 8, generator=rng), labels,
-        get_loss("nonsaturating"),
+        StepOptions(get_loss("nonsaturating")),
     )  # fmt: skip
     assert changed(d_before, discriminator) == set()
     assert all(p.grad is None for p in discriminator.parameters())  # never computed

@@ -221,7 +221,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     )
     if args.grid:
         k = min(args.n, 100)
-        titles = None if labels is None else [str(v) for v in labels[:k].tolist()]
+        few = labels is not None and k <= 20  # larger balanced grids hold one class per row
+        titles = [str(v) for v in labels[:k].tolist()] if few else None
         save_grid(images[:k], args.grid, ncol=10, titles=titles)
         print(f"wrote grid {args.grid}")
     return 0

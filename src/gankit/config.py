@@ -50,10 +50,14 @@ class ModelConfig:
     leaky_slope: float = 0.2  # negative slope of every LeakyReLU
     bn_momentum: float = 0.2  # PyTorch convention (Keras momentum 0.8 == PyTorch 0.2)
     bn_eps: float = 1e-3  # BatchNorm epsilon (Keras default 1e-3; PyTorch default 1e-5)
-    init: str = "keras"  # "keras": Glorot-uniform, zero bias, embeddings U(-0.05, 0.05); "torch"
+    init: str = "keras"  # "keras": Glorot-uniform, zero bias, embeddings U(-0.05, 0.05);
+    #                      "dcgan": N(0, 0.02); "torch": PyTorch's layer defaults
+    channels: int | None = None  # base width c of the conv architectures (G: 4c-2c-c, D: c-2c-4c)
+    spectral_norm: bool = False  # spectral normalisation of every D weight (Miyato et al. 2018)
 
     def __post_init__(self) -> None:
-        _check_choice("model.init", self.init, ("keras", "torch"))
+        _check_choice("model.init", self.init, ("keras", "dcgan", "torch"))
+        _check_positive("model.channels", self.channels, allow_none=True)
         _check_positive("model.latent_dim", self.latent_dim)
         if len(self.d_dropout) != len(self.d_hidden):
             raise ValueError(
@@ -102,11 +106,27 @@ class TrainConfig:
     seed: int | None = None  # None: drawn at start and written into config.json
     device: str = "cpu"  # "cpu", "cuda" or "cuda:N"
     threads: int | None = None  # torch.set_num_threads; None keeps PyTorch's default
+    d_steps: int = 1  # D updates per G update (WGAN-GP's n_critic)
+    gp_weight: float | None = None  # WGAN-GP gradient penalty weight (lambda); None: no penalty
+    r1_gamma: float | None = None  # R1 penalty gamma on real images; None: no penalty
+    label_smoothing: float = 0.0  # one-sided: D's real target is 1 - this (BCE losses only)
+    acgan_weight: float = 1.0  # weight of the ACGAN class cross-entropy in D's and G's loss
+    ema_decay: float | None = None  # EMA of G's weights (e.g. 0.999); None: no EMA
+    diffaugment: bool = False  # DiffAugment translation + cutout on everything D sees
 
     def __post_init__(self) -> None:
         _check_positive("train.iterations", self.iterations)
         _check_positive("train.batch_size", self.batch_size)
         _check_positive("train.threads", self.threads, allow_none=True)
+        _check_positive("train.d_steps", self.d_steps)
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"train.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"train.ema_decay must be in (0, 1), got {self.ema_decay}")
+        for key in ("gp_weight", "r1_gamma"):
+            value = getattr(self, key)
+            if value is not None and value < 0:
+                raise ValueError(f"train.{key} must be >= 0, got {value}")
 
 
 @dataclass
@@ -141,6 +161,22 @@ class RunConfig:
     quirks: QuirksConfig = field(default_factory=QuirksConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+    def __post_init__(self) -> None:
+        train, quirks = self.train, self.quirks
+        if train.label_smoothing and train.loss not in ("nonsaturating", "minimax"):
+            raise ValueError(
+                f"train.label_smoothing applies to the BCE losses, not train.loss = {train.loss!r}"
+            )
+        if train.gp_weight is not None and quirks.separate_d_steps:
+            raise ValueError(
+                "train.gp_weight needs real and fake in one D step: "
+                "set quirks.separate_d_steps = false"
+            )
+        if self.model.architecture != "mlp" and self.model.channels is None:
+            raise ValueError(
+                f"model.channels is required by architecture {self.model.architecture!r}"
+            )
 
     @property
     def conditional(self) -> bool:

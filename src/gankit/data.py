@@ -15,6 +15,7 @@ import logging
 import os
 import tempfile
 import urllib.request
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -271,7 +272,7 @@ def load_npz(path: str | Path) -> ImageDataset:
             if "images" not in archive or "labels" not in archive:
                 raise DataError(f"{path}: needs arrays 'images' and 'labels', has {archive.files}")
             pixels, labels = archive["images"], archive["labels"]
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         if isinstance(error, DataError):
             raise
         raise DataError(f"{path}: not a readable .npz file ({error})") from error

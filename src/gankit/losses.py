@@ -67,6 +67,59 @@ def g_loss_least_squares(fake_logits: torch.Tensor) -> torch.Tensor:
     return 0.5 * (fake_logits - 1.0).pow(2).mean()
 
 
+def d_real_wasserstein(real_logits: torch.Tensor) -> torch.Tensor:
+    """-E[D(x)]: the critic's real term (Arjovsky et al. 2017); pair it with a gradient penalty."""
+    return -real_logits.mean()
+
+
+def d_fake_wasserstein(fake_logits: torch.Tensor) -> torch.Tensor:
+    """E[D(G(z))]."""
+    return fake_logits.mean()
+
+
+def g_loss_wasserstein(fake_logits: torch.Tensor) -> torch.Tensor:
+    """-E[D(G(z))]."""
+    return -fake_logits.mean()
+
+
+def d_real_bce_smoothed(real_logits: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """BCE with the real target 1 - smoothing (one-sided label smoothing, Salimans et al. 2016):
+    (1 - s) softplus(-l) + s softplus(l)."""
+    return (
+        (1.0 - smoothing) * F.softplus(-real_logits) + smoothing * F.softplus(real_logits)
+    ).mean()
+
+
+def gradient_penalty(
+    discriminator: Callable[..., torch.Tensor],
+    real_images: torch.Tensor,
+    fake_images: torch.Tensor,
+    labels: torch.Tensor | None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """E[(||grad_x D(x_hat)||_2 - 1)^2] at random interpolates x_hat of real and fake images
+    (WGAN-GP, Gulrajani et al. 2017). Returns a 0-d tensor with a graph (create_graph=True)."""
+    alpha = torch.rand(
+        real_images.shape[0], 1, 1, 1, device=real_images.device, generator=generator
+    )  # (N, 1, 1, 1)
+    mixed = (alpha * real_images + (1 - alpha) * fake_images.detach()).requires_grad_(True)
+    logits = adversarial_logits(discriminator(mixed, labels))
+    (grad,) = torch.autograd.grad(logits.sum(), mixed, create_graph=True)
+    return (grad.flatten(1).norm(2, dim=1) - 1.0).pow(2).mean()
+
+
+def r1_penalty(real_images: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:
+    """E[||grad_x D(x)||^2] on real images (Mescheder et al. 2018); `real_images` must have
+    required grad before D ran. Multiply by gamma / 2."""
+    (grad,) = torch.autograd.grad(real_logits.sum(), real_images, create_graph=True)
+    return grad.flatten(1).pow(2).sum(1).mean()
+
+
+def adversarial_logits(output: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """D's real/fake logits (N,), also from an ACGAN discriminator's (logits, class_logits)."""
+    return output[0] if isinstance(output, tuple) else output
+
+
 @dataclass(frozen=True)
 class LossFamily:
     """D's loss is d_real(real_logits) + d_fake(fake_logits); G's is g(fake_logits)."""
@@ -81,7 +134,9 @@ LOSSES = {
     "minimax": LossFamily(d_real_bce, d_fake_bce, g_loss_minimax),
     "hinge": LossFamily(d_real_hinge, d_fake_hinge, g_loss_hinge),
     "least-squares": LossFamily(d_real_least_squares, d_fake_least_squares, g_loss_least_squares),
+    "wgan-gp": LossFamily(d_real_wasserstein, d_fake_wasserstein, g_loss_wasserstein),
 }
+BCE_LOSSES = ("nonsaturating", "minimax")  # the families that one-sided label smoothing applies to
 
 
 def get_loss(name: str) -> LossFamily:

@@ -11,7 +11,6 @@ import numpy as np
 import scipy.linalg
 import torch
 from torchmetrics.image.inception import InceptionScore
-from torchmetrics.image.kid import poly_mmd
 
 
 def gaussian_stats(features: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -50,6 +49,25 @@ def frechet_distance(
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
 
+def _poly_mmd(real: torch.Tensor, fake: torch.Tensor) -> float:
+    """Unbiased MMD^2 with k(x, y) = (x.y / D + 1)^3: kernels in float32, sums in float64.
+
+    The same estimator as torchmetrics' `poly_mmd` (tested against it); float32 matrix products
+    make the 100 subsets of KID about 10x faster than float64 on a CPU.
+    """
+    m, gamma = real.shape[0], 1.0 / real.shape[1]
+
+    def kernel(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        k = torch.addmm(torch.ones(()), x, y.T, alpha=gamma)  # x.y / D + 1
+        return (k * k * k).double()  # much faster than pow(3) on a CPU
+
+    k_xx, k_yy, k_xy = kernel(real, real), kernel(fake, fake), kernel(real, fake)
+    within = (k_xx.sum() - k_xx.diagonal().sum() + k_yy.sum() - k_yy.diagonal().sum()) / (
+        m * (m - 1)
+    )
+    return float(within - 2 * k_xy.sum() / m**2)
+
+
 def kernel_distance(
     real: torch.Tensor,
     fake: torch.Tensor,
@@ -57,18 +75,18 @@ def kernel_distance(
     subset_size: int = 1000,
     generator: torch.Generator | None = None,
 ) -> tuple[float, float]:
-    """KID (Binkowski et al. 2018): unbiased MMD^2 with the cubic polynomial kernel
-    k(x, y) = (x.y / D + 1)^3, mean and std over random subsets (torchmetrics' `poly_mmd`)."""
+    """KID (Binkowski et al. 2018): unbiased MMD^2 with the cubic polynomial kernel, mean and
+    (population) std over `subsets` random subsets of `subset_size`, as torchmetrics computes it."""
     size = min(subset_size, len(real), len(fake))
     if size < 2:
         raise ValueError(f"KID needs at least 2 samples per set, got {len(real)} and {len(fake)}")
-    real, fake = real.double(), fake.double()
+    real, fake = real.float(), fake.float()
     scores = []
     for _ in range(subsets):
         r = real[torch.randperm(len(real), generator=generator)[:size]]
         f = fake[torch.randperm(len(fake), generator=generator)[:size]]
-        scores.append(poly_mmd(r, f))
-    values = torch.stack(scores)
+        scores.append(_poly_mmd(r, f))
+    values = torch.tensor(scores, dtype=torch.float64)
     return float(values.mean()), float(values.std(unbiased=False))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,7 +188,7 @@ def load_npz_samples(path: str | Path) -> tuple[np.ndarray, torch.Tensor | None]
                 raise ValueError(f"{path}: no 'images' array (has {archive.files})")
             images = archive["images"]
             labels = archive["labels"] if "labels" in archive.files else None
-    except (OSError, EOFError) as error:
+    except (OSError, EOFError, zipfile.BadZipFile) as error:
         raise ValueError(f"{path}: not a readable .npz file ({error})") from error
     except ValueError as error:
         if str(path) in str(error):

