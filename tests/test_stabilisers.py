@@ -90,8 +90,10 @@ def test_r1_and_label_smoothing_and_d_steps_run(tmp_path, tiny_npz):
 @pytest.mark.parametrize("name", available_presets())
 def test_every_preset_trains_a_few_iterations(tmp_path, tiny_npz, name):
     preset = load_preset(name)
-    overrides = {"data.dataset": str(tiny_npz), "train.iterations": 2, "train.batch_size": 4,
-                 "train.seed": 0, "schedule.sample_every": 2, "schedule.checkpoint_every": 2}  # fmt: skip
+    overrides = {
+        "data.dataset": str(tiny_npz), "train.iterations": 2, "train.batch_size": 4,
+        "train.seed": 0, "schedule.sample_every": 2, "schedule.checkpoint_every": 2,
+    }  # fmt: skip
     if preset.model.architecture == "mlp":
         overrides["model.g_hidden"] = [8, 8]
         overrides["model.d_hidden"] = [8] * len(preset.model.d_hidden)

@@ -76,9 +76,31 @@ def check_labels(labels: torch.Tensor | None, num_classes: int) -> None:
         return
     if num_classes == 0:
         raise ValueError("the model is unconditional: labels cannot be given")
+    if labels.is_floating_point():  # soft labels (N, C), for class morphing
+        if labels.dim() != 2 or labels.shape[1] != num_classes:
+            raise ValueError(
+                f"soft labels must have shape (N, {num_classes}), got {tuple(labels.shape)}"
+            )
+        return
     if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
         bad = labels[(labels < 0) | (labels >= num_classes)][0].item()
         raise ValueError(f"label {bad} is outside the model's classes 0..{num_classes - 1}")
+
+
+def draw_noise(
+    n: int, dim: int, generator: torch.Generator | None = None, truncation: float | None = None
+) -> torch.Tensor:
+    """z ~ N(0, I) (n, dim) on the CPU; with `truncation` t, entries beyond +-t are redrawn."""
+    z = torch.randn(n, dim, generator=generator)
+    if truncation is None:
+        return z
+    if truncation <= 0:
+        raise ValueError(f"truncation must be > 0, got {truncation}")
+    outside = z.abs() > truncation
+    while outside.any():
+        z[outside] = torch.randn(int(outside.sum()), generator=generator)
+        outside = z.abs() > truncation
+    return z
 
 
 @torch.no_grad()
@@ -91,6 +113,7 @@ def sample(
     device: str | torch.device = "cpu",
     batch_size: int = 1000,
     z: torch.Tensor | None = None,
+    truncation: float | None = None,
 ) -> torch.Tensor:
     """Draws n images from a generator in eval mode (its training mode is restored after).
 
@@ -102,6 +125,8 @@ def sample(
         device: where the model runs.
         batch_size: images per forward pass.
         z: explicit noise (n, latent_dim) instead of drawing it.
+        truncation: draw z from a normal truncated to [-t, t] (the truncation trick: less
+            variety, cleaner images), or None for the plain normal.
 
     Returns:
         float32 (n, C, H, W) in [-1, 1], on the CPU.
@@ -110,7 +135,7 @@ def sample(
     if labels is not None and len(labels) != n:
         raise ValueError(f"got {len(labels)} labels for n = {n} images")
     if z is None:
-        z = torch.randn(n, model.latent_dim, generator=generator)
+        z = draw_noise(n, model.latent_dim, generator, truncation)
     was_training = model.training
     model.eval()
     try:

@@ -15,6 +15,8 @@ from gankit.models.layers import (
     OutputHead,
     batch_norm,
     check_labels,
+    embed,
+    one_hot,
     run_layers,
 )
 
@@ -120,9 +122,9 @@ class DCGANDiscriminator(nn.Module):
             check_labels(self.num_classes, labels)
         x = images
         if self.input_method == "multiply":
-            x = x * self.embedding(labels).view(-1, *self.image_shape)
+            x = x * embed(self.embedding, labels).view(-1, *self.image_shape)
         elif self.input_method == "concat":
             n, _, height, width = images.shape
-            planes = nn.functional.one_hot(labels, self.num_classes).to(images.dtype)  # (N, K)
+            planes = one_hot(labels, self.num_classes, images.dtype)  # (N, K)
             x = torch.cat([x, planes.view(n, -1, 1, 1).expand(n, -1, height, width)], 1)
         return self.head(self.net(x), labels)  # net: (N, 4c * H/4 * W/4)

@@ -20,6 +20,21 @@ class NoConditioning(nn.Module):
         return x
 
 
+def embed(embedding: nn.Embedding, labels: torch.Tensor) -> torch.Tensor:
+    """Class embedding of int labels (N,), or the weighted mix for soft labels (N, C) (floats:
+    used to morph between classes)."""
+    if labels.is_floating_point():
+        return labels @ embedding.weight  # (N, C) @ (C, F) -> (N, F)
+    return embedding(labels)
+
+
+def one_hot(labels: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
+    """One-hot rows of int labels (N,); soft labels (N, C) pass through."""
+    if labels.is_floating_point():
+        return labels.to(dtype)
+    return F.one_hot(labels, num_classes).to(dtype)
+
+
 class MultiplyEmbedding(nn.Module):
     """The reference CGAN's conditioning: x * Embedding(num_classes, features)(labels)."""
 
@@ -30,7 +45,7 @@ class MultiplyEmbedding(nn.Module):
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         _require_labels(labels)
-        return x * self.embedding(labels)  # (N, F) * (N, F)
+        return x * embed(self.embedding, labels)  # (N, F) * (N, F)
 
 
 class ConcatOneHot(nn.Module):
@@ -43,8 +58,7 @@ class ConcatOneHot(nn.Module):
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         _require_labels(labels)
-        one_hot = F.one_hot(labels, self.num_classes).to(x.dtype)  # (N, C)
-        return torch.cat([x, one_hot], dim=1)  # (N, F + C)
+        return torch.cat([x, one_hot(labels, self.num_classes, x.dtype)], dim=1)  # (N, F + C)
 
 
 def _require_labels(labels: torch.Tensor | None) -> None:
@@ -68,7 +82,9 @@ class ConditionalBatchNorm(nn.Module):
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         shape = (-1, x.shape[1]) + (1,) * (x.dim() - 2)  # (N, F) or (N, F, 1, 1)
-        return self.norm(x) * self.gain(labels).view(shape) + self.bias(labels).view(shape)
+        return self.norm(x) * embed(self.gain, labels).view(shape) + embed(self.bias, labels).view(
+            shape
+        )
 
 
 def batch_norm(

@@ -1,0 +1,145 @@
+"""`gankit report RUN`: one self-contained HTML page about a run (images embedded as data URIs,
+so it opens anywhere without a network)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+
+from gankit.data import load_dataset
+from gankit.metrics.evaluate import Evaluator, real_floor_images
+from gankit.metrics.features import EXTRACTORS
+from gankit.metrics.memorisation import nearest_training_images, plot_neighbours
+from gankit.plots import plot_losses, plot_metrics, read_metrics
+from gankit.sampling import (
+    LoadedGenerator,
+    balanced_labels,
+    load_generator,
+    make_grid,
+    sample,
+    to_uint8,
+)
+from gankit.visuals import progress_frames, progress_gif
+
+ROWS = [  # key, label, lower is better
+    ("fid", "FID", True), ("kid", "KID", True), ("is", "IS", False),
+    ("precision", "precision", False), ("recall", "recall", False),
+    ("density", "density", False), ("coverage", "coverage", False),
+    ("classes_covered", "classes covered", False), ("cond_acc", "conditional accuracy", False),
+    ("intra_fid", "intra-class FID", True),
+]  # fmt: skip
+STYLE = """body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em;
+color:#222}h1{margin-bottom:0}table{border-collapse:collapse}td,th{border:1px solid #ccc;
+padding:4px 10px;text-align:right}th:first-child,td:first-child{text-align:left}
+img{max-width:100%;image-rendering:pixelated}pre{background:#f6f6f6;padding:1em;overflow:auto}
+.note{color:#666;font-size:90%}"""
+
+
+def _data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def _png(path: Path | None) -> str:
+    return "" if path is None else f'<img src="{_data_uri(path.read_bytes(), "image/png")}">'
+
+
+def _grid_png(images: torch.Tensor, ncol: int) -> str:
+    buffer = io.BytesIO()
+    make_grid(to_uint8(images), ncol=ncol).save(buffer, format="PNG")
+    return f'<img src="{_data_uri(buffer.getvalue(), "image/png")}">'
+
+
+def _evaluation_table(result: dict, floor: dict) -> str:
+    lines = ["<table><tr><th>metric</th><th>this run</th><th>real floor</th><th></th></tr>"]
+    for key, label, lower in ROWS:
+        if result.get(key) is None:
+            continue
+        value, best = result[key], floor.get(key)
+        fmt = (lambda v: str(v)) if isinstance(value, int) else (lambda v: f"{v:.4g}")
+        better = "lower is better" if lower else "higher is better"
+        best_text = "-" if best is None else fmt(best)
+        lines.append(
+            f"<tr><td>{label}</td><td>{fmt(value)}</td><td>{best_text}</td><td>{better}</td></tr>"
+        )
+    lines.append("</table>")
+    return "\n".join(lines)
+
+
+def _sample_sections(loaded: LoadedGenerator, run_dir: Path, tmp: Path) -> list[tuple[str, str]]:
+    """The per-class grid (or a 10x10 grid) and the progress GIF."""
+    rng = torch.Generator().manual_seed(0)
+    if loaded.num_classes:
+        labels = balanced_labels(10 * loaded.num_classes, loaded.num_classes)
+        images = sample(loaded.model, len(labels), labels=labels, generator=rng)
+        sections = [("Samples, one row per class", _grid_png(images, ncol=10))]
+    else:
+        images = sample(loaded.model, 100, generator=rng)
+        sections = [("Samples", _grid_png(images, ncol=10))]
+    if progress_frames(run_dir):
+        gif = progress_gif(run_dir, tmp / "progress.gif").read_bytes()
+        sections.append(("Progress (fixed noise)", f'<img src="{_data_uri(gif, "image/gif")}">'))
+    return sections
+
+
+def _evaluation_sections(loaded: LoadedGenerator, n: int, tmp: Path) -> list[tuple[str, str]]:
+    """The metric table beside the real-data floor, and the memorisation check."""
+    data = loaded.config.data
+    evaluator = Evaluator.load(data.dataset, data_dir=data.data_dir)
+    labels = balanced_labels(n, loaded.num_classes) if loaded.num_classes else None
+    rng = torch.Generator().manual_seed(1)
+    images = sample(loaded.model, n, labels=labels, generator=rng)
+    result = evaluator(images, labels)
+    real_images, real_labels, floor_what = real_floor_images(data.dataset, n, data.data_dir)
+    floor = evaluator(real_images, real_labels if labels is not None else None)
+    note = (
+        f'<p class="note">{n} samples; features {result["extractor"]} '
+        f"({result['extractor_weights']}); floor: {html.escape(floor_what)}.</p>"
+    )
+    train = load_dataset(data.dataset, "train", data.data_dir)
+    shown = images[torch.linspace(0, n - 1, 8).long()]
+    neighbours = nearest_training_images(shown, train, evaluator.extractor)
+    figure = plot_neighbours(shown, train, neighbours, tmp / "memorisation.png")
+    return [("Evaluation", _evaluation_table(result, floor) + note),
+            ("Memorisation check", _png(figure))]  # fmt: skip
+
+
+def write_report(
+    run_dir: str | Path, out: str | Path | None = None, n: int = 5000, checkpoint: str = "latest"
+) -> Path:
+    """Writes RUN/report.html (or `out`) and returns its path."""
+    run_dir = Path(run_dir)
+    loaded = load_generator(run_dir, checkpoint)
+    config, rows = loaded.config, read_metrics(run_dir / "metrics.jsonl")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        losses = plot_losses(rows, tmp / "loss.png", title="Losses and D accuracy")
+        sections = [("Training curves", _png(losses) or "<p>No metrics logged.</p>")]
+        metric_plot = plot_metrics(rows, tmp / "metrics.png")
+        if metric_plot:
+            sections.append(("Quality during training", _png(metric_plot)))
+        sections += _sample_sections(loaded, run_dir, tmp)
+        if config.data.dataset in EXTRACTORS:
+            sections += _evaluation_sections(loaded, n, tmp)
+        config_text = html.escape(json.dumps(config.to_dict(), indent=2))
+        sections.append(("Configuration", f"<pre>{config_text}</pre>"))
+    title = f"gankit run {html.escape(run_dir.name)}"
+    subtitle = (
+        f"preset {config.preset or '-'} &middot; {config.model.architecture} / "
+        f"{config.model.conditioning} &middot; dataset {html.escape(config.data.dataset)} "
+        f"&middot; iteration {loaded.step} ({loaded.checkpoint.name})"
+    )
+    body = "\n".join(f"<h2>{name}</h2>\n{content}" for name, content in sections)
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
+        f"<style>{STYLE}</style></head><body><h1>{title}</h1><p>{subtitle}</p>{body}"
+        "</body></html>"
+    )
+    out = Path(out) if out else run_dir / "report.html"
+    out.write_text(page)
+    return out

@@ -1,0 +1,127 @@
+"""`gankit serve RUN`: a small web demo and a JSON + PNG API around one trained generator.
+
+The model loads once at start-up; one lock serialises the generator's forward passes (PyTorch
+modules are not safe to call from several threads at once), and every request's work is bounded
+(`n <= MAX_IMAGES`, `steps <= MAX_STEPS`). The page is plain HTML and JavaScript served by the
+app itself: no build step, no CDN, it works offline.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import torch
+from fastapi import FastAPI, HTTPException, Query
+from fastapi.responses import HTMLResponse, Response
+
+from gankit import __version__
+from gankit.plots import read_metrics
+from gankit.sampling import load_generator, make_grid, sample, to_uint8
+from gankit.visuals import interpolate
+
+MAX_IMAGES = 256
+MAX_STEPS = 32
+PAGE = (Path(__file__).parent / "page.html").read_text()
+
+
+def _png(images: torch.Tensor, ncol: int) -> Response:
+    buffer = io.BytesIO()
+    make_grid(to_uint8(images), ncol=ncol).save(buffer, format="PNG")
+    return Response(buffer.getvalue(), media_type="image/png")
+
+
+def _bad(parameter: str, message: str) -> HTTPException:
+    """A 422 whose detail names the parameter, in FastAPI's own validation-error shape."""
+    return HTTPException(
+        422, detail=[{"loc": ["query", parameter], "msg": f"{parameter}: {message}"}]
+    )
+
+
+def create_app(run_dir: str | Path, checkpoint: str = "latest", device: str = "cpu") -> FastAPI:
+    """The app for one run (its generator loads here, once)."""
+    loaded = load_generator(run_dir, checkpoint, device)
+    model, classes, lock = loaded.model, loaded.num_classes, threading.Lock()
+    evaluations = [
+        r for r in read_metrics(Path(run_dir) / "metrics.jsonl") if r.get("kind") == "eval"
+    ]
+    info = {
+        "run": Path(run_dir).name,
+        "preset": loaded.config.preset,
+        "architecture": loaded.config.model.architecture,
+        "conditioning": loaded.config.model.conditioning,
+        "num_classes": classes,
+        "classes": list(range(classes)),
+        "image_shape": list(loaded.image_shape),
+        "iterations": loaded.step,
+        "dataset": loaded.config.data.dataset,
+        "evaluation": evaluations[-1] if evaluations else None,
+        "max_images": MAX_IMAGES,
+        "version": __version__,
+    }
+    app = FastAPI(
+        title="gankit demo",
+        version=__version__,
+        description=f"Generate images from the gankit run {info['run']!r}.",
+    )
+
+    def check_label(label: int | None) -> torch.Tensor | None:
+        if label is None:
+            return None
+        if not classes:
+            raise _bad("label", "this model is unconditional; omit label")
+        if not 0 <= label < classes:
+            raise _bad("label", f"{label} is outside the model's classes 0..{classes - 1}")
+        return torch.tensor(label)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> str:
+        return PAGE.replace("__INFO__", json.dumps(info))
+
+    @app.get("/api/info")
+    def api_info() -> dict[str, Any]:
+        """The model: classes, architecture, training iterations and its latest evaluation."""
+        return info
+
+    @app.get(
+        "/api/generate", response_class=Response, responses={200: {"content": {"image/png": {}}}}
+    )
+    def api_generate(
+        n: int = Query(16, ge=1, le=MAX_IMAGES, description="number of images"),
+        seed: int = Query(0, description="noise seed"),
+        label: int | None = Query(None, description="class (conditional models; default: all)"),
+        truncation: float | None = Query(None, gt=0, le=10, description="truncate z to [-t, t]"),
+    ) -> Response:
+        """A PNG grid of n images (a conditional model without label cycles through classes)."""
+        chosen = check_label(label)
+        labels = None
+        if classes:
+            labels = chosen.repeat(n) if chosen is not None else torch.arange(n) % classes
+        rng = torch.Generator().manual_seed(seed)
+        with lock:
+            images = sample(
+                model, n, labels=labels, generator=rng, device=device, truncation=truncation
+            )
+        return _png(images, ncol=min(n, 8 if chosen is not None or not classes else classes))
+
+    @app.get(
+        "/api/interpolate", response_class=Response, responses={200: {"content": {"image/png": {}}}}
+    )
+    def api_interpolate(
+        seed_a: int = Query(0, description="seed of the first end"),
+        seed_b: int = Query(1, description="seed of the last end"),
+        steps: int = Query(10, ge=2, le=MAX_STEPS, description="images, ends included"),
+        label: int | None = Query(None, description="class (conditional models; default 0)"),
+        linear: bool = Query(False, description="linear instead of spherical path"),
+    ) -> Response:
+        """A PNG strip along the latent path between the noise of two seeds."""
+        chosen = check_label(label)
+        cls = int(chosen) if chosen is not None else (0 if classes else None)
+        with lock:
+            images = interpolate(model, seed_a, seed_b, steps, cls, spherical=not linear)
+        return _png(images, ncol=steps)
+
+    return app

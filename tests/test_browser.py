@@ -1,0 +1,105 @@
+"""End to end: `gankit serve` on a loopback port, driven in Debian's Chromium by Playwright.
+
+Needs /usr/bin/chromium and the playwright package (`.ci/run` installs both); a screenshot is
+saved under test-artifacts/.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from conftest import tiny_config
+from gankit.training.loop import train
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (.ci/run installs it)"
+)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("browser")
+    import numpy as np
+
+    from conftest import make_pixels
+
+    pixels, labels = make_pixels(100)
+    np.savez(folder / "tiny.npz", images=pixels, labels=labels)
+    train(tiny_config(folder / "tiny.npz", iterations=2), folder / "run")
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gankit", "serve", str(folder / "run"), "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url + "/api/info", timeout=1)
+            break
+        except OSError:
+            if process.poll() is not None:
+                raise RuntimeError(process.stderr.read().decode()) from None
+            time.sleep(0.2)
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def test_choose_a_class_and_generate_in_chromium(server):
+    playwright = pytest.importorskip("playwright.sync_api")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(user_agent="gankit-test")
+        page.goto(server + "/")
+        assert "multiply" in page.text_content("#info")
+        page.select_option("#label", "7")
+        page.fill("#n", "16")
+        page.fill("#seed", "3")
+        page.click("#generate")
+        page.wait_for_function("document.getElementById('grid').naturalWidth > 0", timeout=20_000)
+        size = page.evaluate("[grid.naturalWidth, grid.naturalHeight]")
+        # 16 images of one class: 8 per row, 28 px scaled 3x with 2 px padding
+        assert size == [8 * (3 * 28 + 2) + 2, 2 * (3 * 28 + 2) + 2]
+        assert page.get_attribute("#download", "href").startswith("blob:")
+        page.fill("#n", "999")
+        page.click("#generate")
+        page.wait_for_function("document.getElementById('generate-error').textContent !== ''")
+        assert page.text_content("#generate-error").startswith("n: ")
+        page.click("#interpolate")
+        page.wait_for_function("document.getElementById('strip').naturalWidth > 0", timeout=20_000)
+        page.screenshot(path=str(ARTIFACTS / "serve.png"), full_page=True)
+        browser.close()
+    assert (ARTIFACTS / "serve.png").stat().st_size > 0
+
+
+def test_load_200_requests_from_8_threads(server):
+    def fetch(i):
+        url = f"{server}/api/generate?n=16&seed={i % 5}&label={i % 10}"
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, response.headers["content-type"], response.read()[:8]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(fetch, range(200)))
+    assert all(r == (200, "image/png", b"\x89PNG\r\n\x1a\n") for r in results)

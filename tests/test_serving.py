@@ -1,0 +1,106 @@
+"""The web demo's API with FastAPI's TestClient: each endpoint, bad inputs, concurrency."""
+
+import io
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from conftest import tiny_config
+from gankit.serving.app import create_app
+from gankit.training.loop import train
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("serve")
+    import numpy as np
+
+    from conftest import make_pixels
+
+    pixels, labels = make_pixels(100)
+    np.savez(folder / "tiny.npz", images=pixels, labels=labels)
+    train(tiny_config(folder / "tiny.npz", iterations=2), folder / "cgan")
+    train(tiny_config(folder / "tiny.npz", preset="seed-gan", iterations=2), folder / "gan")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def client(runs):
+    return TestClient(create_app(runs / "cgan"))
+
+
+def png_size(response):
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    with Image.open(io.BytesIO(response.content)) as image:
+        return image.size
+
+
+def test_page_and_info(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "<script>" in page.text and "cdn" not in page.text.lower()
+    info = client.get("/api/info").json()
+    assert info["num_classes"] == 10 and info["iterations"] == 2
+    assert info["architecture"] == "mlp" and info["conditioning"] == "multiply"
+    schema = client.get("/openapi.json").json()
+    assert {"/api/generate", "/api/info", "/api/interpolate"} <= set(schema["paths"])
+
+
+def test_generate_and_interpolate(client):
+    one_class = png_size(client.get("/api/generate", params={"label": 7, "n": 16, "seed": 1}))
+    assert one_class == png_size(client.get("/api/generate", params={"label": 3, "n": 16}))
+    first = client.get("/api/generate", params={"label": 7, "n": 4, "seed": 1}).content
+    assert first == client.get("/api/generate", params={"label": 7, "n": 4, "seed": 1}).content
+    assert first != client.get("/api/generate", params={"label": 7, "n": 4, "seed": 2}).content
+    width, _ = png_size(
+        client.get("/api/interpolate", params={"seed_a": 1, "seed_b": 2, "steps": 6})
+    )
+    narrow, _ = png_size(client.get("/api/interpolate", params={"steps": 3}))
+    assert width > narrow
+    png_size(client.get("/api/generate", params={"truncation": 0.5}))
+
+
+@pytest.mark.parametrize(
+    "path, params, name",
+    [
+        ("/api/generate", {"label": 10}, "label"),
+        ("/api/generate", {"label": -1}, "label"),
+        ("/api/generate", {"n": 0}, "n"),
+        ("/api/generate", {"n": 257}, "n"),
+        ("/api/generate", {"seed": "abc"}, "seed"),
+        ("/api/generate", {"truncation": 0}, "truncation"),
+        ("/api/interpolate", {"steps": 1}, "steps"),
+        ("/api/interpolate", {"steps": 33}, "steps"),
+        ("/api/interpolate", {"label": 11}, "label"),
+    ],
+)
+def test_bad_inputs_are_422_naming_the_parameter(client, path, params, name):
+    response = client.get(path, params=params)
+    assert response.status_code == 422
+    assert any(detail["loc"][-1] == name for detail in response.json()["detail"])
+
+
+def test_label_for_an_unconditional_model(runs):
+    gan = TestClient(create_app(runs / "gan"))
+    response = gan.get("/api/generate", params={"label": 1})
+    assert response.status_code == 422 and "unconditional" in response.text
+    assert gan.get("/api/info").json()["num_classes"] == 0
+    png_size(gan.get("/api/generate", params={"n": 9}))
+
+
+def test_concurrent_requests_are_all_correct(client):
+    def params(seed):
+        return {"n": 8, "seed": seed, "label": seed % 10}
+
+    expected = {seed: client.get("/api/generate", params=params(seed)).content for seed in range(8)}
+
+    def fetch(i):
+        seed = i % 8
+        response = client.get("/api/generate", params=params(seed))
+        return response.status_code == 200 and response.content == expected[seed]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(fetch, range(200)))
+    assert all(results)
