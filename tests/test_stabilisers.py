@@ -24,6 +24,14 @@ def test_ema_update_rule():
         torch.testing.assert_close(new, 0.9 * old + 0.1 * target.detach())
 
 
+def test_ema_warm_up():
+    from gankit.training.loop import ema_decay
+
+    assert ema_decay(0.999, 0) == pytest.approx(0.1)
+    assert ema_decay(0.999, 90) == pytest.approx(0.91)
+    assert ema_decay(0.999, 1_000_000) == 0.999
+
+
 def test_diffaugment_keeps_shapes_and_is_differentiable():
     images = torch.rand(8, 3, 32, 32, requires_grad=True)
     out = diff_augment(images, torch.Generator().manual_seed(0))

@@ -318,6 +318,11 @@ def load_dataset(
     Raises:
         DataError: unknown name, missing or malformed files, with the file and fault named.
     """
+    is_file, is_folder = name.endswith(".npz"), Path(name).is_dir()
+    if name not in DATASETS and not is_file and not is_folder:
+        raise DataError(
+            f"unknown dataset {name!r}; choose from {sorted(DATASETS)}, a .npz file or a folder"
+        )
     if name in IDX_DATASETS:
         if split not in SPLIT_PREFIX:
             raise DataError(f"unknown split {split!r}; choose from {sorted(SPLIT_PREFIX)}")
@@ -326,12 +331,8 @@ def load_dataset(
         raise DataError(f"dataset {name!r} has only the 'train' split, not {split!r}")
     if name == "mnist-sample":
         return load_mnist_sample()
-    if name.endswith(".npz"):
+    if is_file:
         if not Path(name).is_file():
             raise DataError(f"{name}: no such .npz file")
         return load_npz(name)
-    if Path(name).is_dir():
-        return load_image_folder(name)
-    raise DataError(
-        f"unknown dataset {name!r}; choose from {sorted(DATASETS)}, a .npz file or a folder"
-    )
+    return load_image_folder(name)

@@ -1,0 +1,133 @@
+"""`gankit evaluate` and `gankit classifier train`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gankit.cli.errors import UsageError
+
+# --- gankit evaluate ----------------------------------------------------------------------------
+
+TABLE = [  # key, label, lower is better
+    ("fid", "FID", True), ("kid", "KID", True), ("is", "IS", False),
+    ("precision", "precision", False), ("recall", "recall", False), ("density", "density", False),
+    ("coverage", "coverage", False), ("classes_covered", "classes covered", False),
+    ("cond_acc", "conditional accuracy", False), ("intra_fid", "intra-class FID", True),
+]  # fmt: skip
+
+
+def add_evaluate_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser("evaluate", help="FID, KID, IS, precision/recall, coverage, accuracy")
+    p.add_argument("target", nargs="?", help="a run folder or a samples .npz (omit with --real)")
+    p.add_argument("--dataset", help="reference dataset (default: the run's)")
+    p.add_argument("--data-dir", help="folder holding the IDX files (mnist, fashion-mnist)")
+    p.add_argument("--n", type=int, default=10_000, help="images to generate from a run (10000)")
+    p.add_argument("--real", action="store_true", help="score real held-out images: the floor")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--no-floor", action="store_true", help="table without the real-data floor")
+    p.add_argument("--checkpoint", default="latest", help="latest (default), best, or a path")
+    p.add_argument("--weights", help="classifier weights file (default: the dataset's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise and subsets (0)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.set_defaults(handler=cmd_evaluate)
+
+
+def evaluation_inputs(args: argparse.Namespace) -> tuple[str, Any, torch.Tensor | None, str]:
+    """(dataset, images, labels, description) for `gankit evaluate`."""
+    from gankit.metrics.evaluate import load_npz_samples, real_floor_images
+    from gankit.metrics.features import EXTRACTORS
+    from gankit.sampling import load_generator, sample_balanced
+
+    if args.real == bool(args.target):
+        raise UsageError("give a run folder or a samples .npz, or --real (not both)")
+    if args.n < 2:
+        raise UsageError(f"--n must be >= 2, got {args.n}")
+    dataset = args.dataset
+    if args.target and Path(args.target).is_dir():
+        loaded = load_generator(args.target, args.checkpoint, args.device)
+        dataset = dataset or loaded.config.data.dataset
+        images, labels = sample_balanced(loaded.model, args.n, args.seed, args.device)
+        return dataset, images, labels, f"{args.target} (iteration {loaded.step}, n={args.n})"
+    if not dataset:
+        raise UsageError("give --dataset NAME, the real data to compare against")
+    if dataset not in EXTRACTORS:
+        raise UsageError(
+            f"no domain classifier for dataset {dataset!r}; choose from {sorted(EXTRACTORS)}"
+        )
+    if args.real:
+        images, labels, what = real_floor_images(dataset, args.n, args.data_dir)
+        return dataset, images, labels, f"real images: {what}"
+    images, labels = load_npz_samples(args.target)
+    return dataset, images, labels, args.target
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from gankit.metrics.evaluate import Evaluator, real_floor_images
+
+    dataset, images, labels, what = evaluation_inputs(args)
+    evaluator = Evaluator.load(dataset, args.weights, args.data_dir)
+    result = evaluator(images, labels, args.seed)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    floor = None
+    if not args.no_floor and not args.real:
+        real_images, real_labels, floor_what = real_floor_images(
+            dataset, len(images), args.data_dir
+        )
+        floor = evaluator(real_images, real_labels if labels is not None else None, args.seed)
+    print(
+        f"{what}\nfeatures: {result['extractor']} ({result['extractor_weights']}), "
+        f"reference: {result['reference']}, n = {result['n']}"
+    )
+    print(f"{'metric':24s} {'value':>10s}" + (f" {'real floor':>11s}" if floor else ""))
+    for key, label, lower in TABLE:
+        if result[key] is None:
+            continue
+        arrow = "(lower is better)" if lower else "(higher is better)"
+        line = f"{label:24s} {_fmt(result[key]):>10s}"
+        if floor:
+            line += f" {_fmt(floor[key]):>11s}"
+        print(f"{line}  {arrow}")
+    if floor:
+        print(f"real floor: {floor_what}, scored like the samples")
+    return 0
+
+
+def _fmt(value: float | int) -> str:
+    return str(value) if isinstance(value, int) else f"{value:.4g}"
+
+
+# --- gankit classifier train ---------------------------------------------------------------------
+
+
+def add_classifier_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser("classifier", help="the domain classifiers behind the metrics")
+    actions = p.add_subparsers(dest="action", required=True)
+    t = actions.add_parser("train", help="train the domain classifier of a dataset")
+    t.add_argument("--dataset", required=True, help="mnist-sample, mnist or fashion-mnist")
+    t.add_argument("--data-dir", help="folder holding the IDX files (mnist, fashion-mnist)")
+    t.add_argument("--epochs", type=int, help="passes over the training images (default: recipe)")
+    t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    t.add_argument("--threads", type=int, help="CPU threads for PyTorch")
+    t.add_argument("--out", help="weights file (default: the user cache, used by the metrics)")
+    t.set_defaults(handler=cmd_classifier_train)
+
+
+def cmd_classifier_train(args: argparse.Namespace) -> int:
+    from gankit.metrics.classifier import save_classifier, train_classifier
+    from gankit.metrics.features import user_weights_path
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = train_classifier(args.dataset, args.data_dir, args.epochs, args.seed)
+    out = Path(args.out) if args.out else user_weights_path(args.dataset)
+    save_classifier(result, args.dataset, out, args.seed)
+    print(f"held-out accuracy {result.heldout_accuracy:.4f} on {result.heldout}; weights: {out}")
+    return 0

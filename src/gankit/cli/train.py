@@ -1,0 +1,154 @@
+"""`gankit train` and `gankit presets`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from gankit.cli.errors import UsageError
+from gankit.config import (
+    RunConfig,
+    available_presets,
+    load_preset,
+    merge_config,
+    parse_value,
+    preset_description,
+    read_config_file,
+)
+
+# --- gankit train --------------------------------------------------------------------------------
+
+TRAIN_FLAGS = {  # flag dest -> dotted config key
+    "dataset": "data.dataset",
+    "data_dir": "data.data_dir",
+    "iterations": "train.iterations",
+    "batch_size": "train.batch_size",
+    "seed": "train.seed",
+    "device": "train.device",
+    "threads": "train.threads",
+    "loss": "train.loss",
+    "log_every": "schedule.log_every",
+    "sample_every": "schedule.sample_every",
+    "checkpoint_every": "schedule.checkpoint_every",
+    "time_limit": "schedule.time_limit",
+    "eval_every": "schedule.eval_every",
+    "eval_samples": "schedule.eval_samples",
+}
+
+
+def add_train_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser("train", help="train a GAN or CGAN and write a run folder")
+    source = p.add_argument_group("what to train (preset < config file < flags)")
+    source.add_argument("--preset", help=f"start from a preset: {', '.join(available_presets())}")
+    source.add_argument("--config", help="a .toml or .json config file (e.g. a run's config.json)")
+    source.add_argument(
+        "--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint"
+    )
+    p.add_argument("--out", metavar="DIR", help="run folder to create (required unless --resume)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument(
+        "--dataset", help="mnist-sample (default), mnist, fashion-mnist, a .npz or a folder"
+    )
+    p.add_argument("--data-dir", help="folder holding the IDX files of mnist / fashion-mnist")
+    p.add_argument("--iterations", type=int, help="training iterations (batches)")
+    p.add_argument("--batch-size", type=int, help="images per batch")
+    p.add_argument("--seed", type=int, help="random seed (drawn and recorded when omitted)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's)")
+    p.add_argument("--loss", help="GAN loss family, e.g. nonsaturating, hinge")
+    p.add_argument("--log-every", type=int, help="iterations per metrics row (default 50)")
+    p.add_argument("--sample-every", type=int, help="iterations per sample grid (default 200)")
+    p.add_argument("--checkpoint-every", type=int, help="iterations per checkpoint (default 1000)")
+    p.add_argument("--time-limit", type=float, help="stop cleanly after this many seconds")
+    p.add_argument("--eval-every", type=int, help="iterations per evaluation (FID etc.; off)")
+    p.add_argument("--eval-samples", type=int, help="images per evaluation (default 2000)")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override any config key, e.g. --set model.conditioning=concat (repeatable)",
+    )  # fmt: skip
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=cmd_train)
+
+
+def build_train_config(args: argparse.Namespace) -> tuple[RunConfig, Path, bool]:
+    """preset < config file < flags; --resume starts from the run's own config.json."""
+    if args.resume:
+        if args.preset or args.config or args.out:
+            raise UsageError(
+                "--resume DIR continues a run: do not combine it with --preset, --config or --out"
+            )
+        out = Path(args.resume)
+        config = RunConfig.from_dict(read_config_file(out / "config.json"))
+    else:
+        if not (args.preset or args.config):
+            raise UsageError("give --preset NAME or --config FILE (or --resume DIR)")
+        if not args.out:
+            raise UsageError("give --out DIR, the run folder to create")
+        out = Path(args.out)
+        config = load_preset(args.preset) if args.preset else RunConfig()
+        if args.config:
+            config = merge_config(config, read_config_file(args.config))
+    overrides = {
+        TRAIN_FLAGS[k]: v for k, v in vars(args).items() if k in TRAIN_FLAGS and v is not None
+    }
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = parse_value(value)
+    if args.resume:
+        allowed = {
+            "train.iterations", "train.device", "train.threads", "schedule.time_limit",
+            "schedule.eval_every", "schedule.eval_samples",
+        }  # fmt: skip
+        refused = sorted(set(overrides) - allowed)
+        if refused:
+            raise UsageError(
+                f"--resume keeps the run's config; only {sorted(allowed)} may change, not {refused}"
+            )
+    return config.with_overrides(overrides), out, bool(args.resume)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from gankit.training.loop import TrainingDiverged, train
+
+    config, out, resume = build_train_config(args)
+    bar = tqdm(
+        total=config.train.iterations, disable=args.no_progress, unit="it", dynamic_ncols=True
+    )
+
+    def progress(step: int, row: dict[str, float]) -> None:
+        bar.n = step
+        bar.set_postfix_str(
+            f"D loss {row['d_loss']:.3f} acc {100 * row['d_acc']:.0f}% "
+            f"(real {100 * row['d_acc_real']:.0f}%, fake {100 * row['d_acc_fake']:.0f}%) "
+            f"G loss {row['g_loss']:.3f}"
+        )
+
+    try:
+        state = train(config, out, resume=resume, overwrite=args.overwrite, progress=progress)
+    except TrainingDiverged as error:
+        bar.close()
+        print(f"gankit: training stopped: {error}", file=sys.stderr)
+        return 1
+    bar.close()
+    print(f"run folder: {out} (iteration {state.step})")
+    return 0
+
+
+# --- gankit presets ------------------------------------------------------------------------------
+
+
+def add_presets_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser("presets", help="list the presets")
+    p.set_defaults(handler=cmd_presets)
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    for name in available_presets():
+        print(f"{name:16s} {preset_description(name)}")
+    return 0

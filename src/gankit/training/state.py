@@ -1,0 +1,106 @@
+"""What a checkpoint restores: models, optimizers, RNGs, EMA and the iteration count."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from gankit.checkpoint import Checkpoint
+from gankit.config import RunConfig
+from gankit.data import ImageDataset
+from gankit.models import build_models
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint restores: models, optimizers, RNGs and the iteration count."""
+
+    step: int
+    generator: nn.Module
+    discriminator: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    rng: torch.Generator  # batch indices, noise and labels
+    fixed_z: torch.Tensor  # (N, latent_dim)
+    fixed_labels: torch.Tensor | None  # (N,) or None for a GAN
+    num_classes: int
+    image_shape: tuple[int, int, int]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    generator_ema: nn.Module | None = None  # EMA of G's weights, when train.ema_decay is set
+
+    @property
+    def sampler(self) -> nn.Module:
+        """The generator that grids and evaluations use: the EMA when there is one."""
+        return self.generator_ema if self.generator_ema is not None else self.generator
+
+
+def make_optimizer(params: Any, lr: float, config: RunConfig) -> torch.optim.Adam:
+    optim = config.optim
+    # The fused kernel is one pass over all parameters, on CPU and CUDA alike; on 2 CPU cores it
+    # is about 4x faster than foreach or for-loop Adam (memory-bound over 3.4 M parameters).
+    return torch.optim.Adam(
+        params, lr=lr, betas=(optim.beta1, optim.beta2), eps=optim.eps, fused=True
+    )
+
+
+def build_state(config: RunConfig, dataset: ImageDataset, device: torch.device) -> TrainState:
+    """Fresh models (seeded), optimizers, the training RNG and the fixed noise."""
+    seed = config.train.seed
+    torch.manual_seed(seed)
+    num_classes = dataset.num_classes if config.conditional else 0
+    generator, discriminator = build_models(config.model, dataset.image_shape, num_classes)
+    generator.to(device).train()
+    discriminator.to(device).train()
+    opt_g = make_optimizer(generator.parameters(), config.optim.lr_g, config)
+    opt_d = make_optimizer(discriminator.parameters(), config.optim.lr_d, config)
+    rng = torch.Generator(device=device).manual_seed(seed)
+    fixed_rng = torch.Generator().manual_seed(seed + 1)  # its own stream: grids stay comparable
+    n_fixed = num_classes if num_classes else 25
+    fixed_z = torch.randn(n_fixed, config.model.latent_dim, generator=fixed_rng).to(device)
+    fixed_labels = torch.arange(num_classes, device=device) if num_classes else None
+    ema = copy.deepcopy(generator).requires_grad_(False) if config.train.ema_decay else None
+    return TrainState(
+        0, generator, discriminator, opt_g, opt_d, rng, fixed_z, fixed_labels, num_classes,
+        dataset.image_shape, generator_ema=ema,
+    )  # fmt: skip
+
+
+def to_checkpoint(state: TrainState, config: RunConfig, device: torch.device) -> Checkpoint:
+    rng = {"training": state.rng.get_state(), "torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    fixed = fixed_noise(state)
+    return Checkpoint(
+        state.step, config.to_dict(), state.image_shape, state.num_classes,
+        state.generator.state_dict(), state.discriminator.state_dict(),
+        state.opt_g.state_dict(), state.opt_d.state_dict(), rng, fixed, dict(state.metrics),
+        None if state.generator_ema is None else state.generator_ema.state_dict(),
+    )  # fmt: skip
+
+
+def restore_state(state: TrainState, checkpoint: Checkpoint, device: torch.device) -> None:
+    state.step = checkpoint.step
+    state.generator.load_state_dict(checkpoint.generator)
+    state.discriminator.load_state_dict(checkpoint.discriminator)
+    state.opt_g.load_state_dict(checkpoint.opt_g)
+    state.opt_d.load_state_dict(checkpoint.opt_d)
+    if state.generator_ema is not None:
+        state.generator_ema.load_state_dict(checkpoint.generator_ema)
+    state.rng.set_state(checkpoint.rng["training"].cpu())
+    torch.set_rng_state(checkpoint.rng["torch"].cpu())
+    if device.type == "cuda" and "cuda" in checkpoint.rng:
+        torch.cuda.set_rng_state(checkpoint.rng["cuda"].cpu(), device)
+    state.fixed_z = checkpoint.fixed_noise["z"].to(device)
+    labels = checkpoint.fixed_noise["labels"]
+    state.fixed_labels = None if labels is None else labels.to(device)
+    state.metrics = dict(checkpoint.metrics)
+
+
+def fixed_noise(state: TrainState) -> dict[str, torch.Tensor | None]:
+    """The fixed noise and labels behind the progress grids, on the CPU (as saved)."""
+    labels = None if state.fixed_labels is None else state.fixed_labels.cpu()
+    return {"z": state.fixed_z.cpu(), "labels": labels}
