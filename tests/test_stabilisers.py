@@ -119,3 +119,29 @@ def test_bad_combinations_are_refused(tiny_npz):
     with pytest.raises(ValueError, match="model.channels is required"):
         tiny_config(tiny_npz, **{"model.architecture": "dcgan"})
     assert step_module.StepOptions  # the module is importable on its own
+
+
+def test_bf16_autocast_trains_with_fp32_losses(tiny_npz):
+    config = tiny_config(tiny_npz, iterations=2, **{"train.precision": "bf16"})
+    dataset = load_dataset(str(tiny_npz))
+    state = build_state(config, dataset, torch.device("cpu"))
+    options = StepOptions.from_config(config)
+    assert options.autocast == torch.bfloat16
+    values = train_iteration(state, dataset.images, dataset.labels, config, options)
+    assert values.dtype == torch.float32 and torch.isfinite(values).all()
+    assert all(p.dtype == torch.float32 for p in state.generator.parameters())  # master weights
+
+
+def test_compile_without_a_compiler_warns_and_runs_eagerly(tiny_npz, monkeypatch, caplog):
+    from gankit.training import state as state_module
+
+    monkeypatch.setattr(state_module.shutil, "which", lambda name: None)
+    config = tiny_config(tiny_npz, iterations=1, **{"train.compile": True})
+    dataset = load_dataset(str(tiny_npz))
+    with caplog.at_level("WARNING"):
+        state = build_state(config, dataset, torch.device("cpu"))
+    assert "C++ compiler" in caplog.text
+    assert (
+        not hasattr(state.generator, "_compiled_call_impl")
+        or state.generator._compiled_call_impl is None
+    )

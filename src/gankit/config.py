@@ -113,12 +113,15 @@ class TrainConfig:
     acgan_weight: float = 1.0  # weight of the ACGAN class cross-entropy in D's and G's loss
     ema_decay: float | None = None  # EMA of G's weights (e.g. 0.999); None: no EMA
     diffaugment: bool = False  # DiffAugment translation + cutout on everything D sees
+    precision: str = "fp32"  # "fp32", or "bf16": autocast of G's and D's forward passes
+    compile: bool = False  # torch.compile G and D (skipped with a warning without a compiler)
 
     def __post_init__(self) -> None:
         _check_positive("train.iterations", self.iterations)
         _check_positive("train.batch_size", self.batch_size)
         _check_positive("train.threads", self.threads, allow_none=True)
         _check_positive("train.d_steps", self.d_steps)
+        _check_choice("train.precision", self.precision, ("fp32", "bf16"))
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"train.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:

@@ -35,6 +35,7 @@ TRAIN_FLAGS = {  # flag dest -> dotted config key
     "time_limit": "schedule.time_limit",
     "eval_every": "schedule.eval_every",
     "eval_samples": "schedule.eval_samples",
+    "precision": "train.precision",
 }
 
 
@@ -64,6 +65,8 @@ def add_train_parser(subparsers: Any) -> None:
     p.add_argument("--time-limit", type=float, help="stop cleanly after this many seconds")
     p.add_argument("--eval-every", type=int, help="iterations per evaluation (FID etc.; off)")
     p.add_argument("--eval-samples", type=int, help="images per evaluation (default 2000)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], help="bf16: autocast forward passes")
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile G and D")
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",
         help="override any config key, e.g. --set model.conditioning=concat (repeatable)",
@@ -93,6 +96,8 @@ def build_train_config(args: argparse.Namespace) -> tuple[RunConfig, Path, bool]
     overrides = {
         TRAIN_FLAGS[k]: v for k, v in vars(args).items() if k in TRAIN_FLAGS and v is not None
     }
+    if args.compile:
+        overrides["train.compile"] = True
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
+import logging
+import os
+import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +17,8 @@ from gankit.checkpoint import Checkpoint
 from gankit.config import RunConfig
 from gankit.data import ImageDataset
 from gankit.models import build_models
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -63,6 +69,8 @@ def build_state(config: RunConfig, dataset: ImageDataset, device: torch.device) 
     fixed_z = torch.randn(n_fixed, config.model.latent_dim, generator=fixed_rng).to(device)
     fixed_labels = torch.arange(num_classes, device=device) if num_classes else None
     ema = copy.deepcopy(generator).requires_grad_(False) if config.train.ema_decay else None
+    if config.train.compile:
+        compile_models(device, generator, discriminator)
     return TrainState(
         0, generator, discriminator, opt_g, opt_d, rng, fixed_z, fixed_labels, num_classes,
         dataset.image_shape, generator_ema=ema,
@@ -98,6 +106,23 @@ def restore_state(state: TrainState, checkpoint: Checkpoint, device: torch.devic
     labels = checkpoint.fixed_noise["labels"]
     state.fixed_labels = None if labels is None else labels.to(device)
     state.metrics = dict(checkpoint.metrics)
+
+
+def compile_models(device: torch.device, *modules: nn.Module) -> bool:
+    """`module.compile()` in place (state-dict keys unchanged) when the compiler it needs is
+    there: a C++ compiler on the CPU, Triton on CUDA. Otherwise warns and runs eagerly."""
+    if device.type == "cuda":
+        found = importlib.util.find_spec("triton") is not None
+        missing = "the triton package"
+    else:
+        found = shutil.which(os.environ.get("CXX", "g++")) is not None
+        missing = "a C++ compiler (g++ or $CXX)"
+    if not found:
+        logger.warning("train.compile: %s is missing; running without torch.compile", missing)
+        return False
+    for module in modules:
+        module.compile()
+    return True
 
 
 def fixed_noise(state: TrainState) -> dict[str, torch.Tensor | None]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -39,6 +40,8 @@ class StepOptions:
         r1_gamma: R1 penalty gamma, or None.
         acgan_weight: weight of the auxiliary class cross-entropy, or None (not ACGAN).
         augment: DiffAugment applied to every image D sees, or None.
+        autocast: dtype of G's and D's forward passes (torch.bfloat16), or None for fp32; the
+            losses are always computed in fp32.
     """
 
     loss: LossFamily
@@ -48,6 +51,7 @@ class StepOptions:
     r1_gamma: float | None = None
     acgan_weight: float | None = None
     augment: Augment | None = None
+    autocast: torch.dtype | None = None
 
     @classmethod
     def from_config(cls, config: RunConfig) -> StepOptions:
@@ -60,7 +64,19 @@ class StepOptions:
             r1_gamma=train.r1_gamma,
             acgan_weight=train.acgan_weight if config.model.conditioning == "acgan" else None,
             augment=diff_augment if train.diffaugment else None,
+            autocast=torch.bfloat16 if train.precision == "bf16" else None,
         )
+
+    def forward(self, module: nn.Module, *args: torch.Tensor | None) -> Any:
+        """module(*args), under autocast when `autocast` is set; outputs come back as fp32."""
+        if self.autocast is None:
+            return module(*args)
+        device = next(a for a in args if a is not None).device.type
+        with torch.autocast(device, dtype=self.autocast):
+            output = module(*args)
+        if isinstance(output, tuple):
+            return tuple(o.float() for o in output)
+        return output.float()
 
 
 def make_fakes(
@@ -93,7 +109,7 @@ def _d_term(
     if real and options.r1_gamma:
         images = images.detach().requires_grad_(True)
     seen = options.augment(images, rng) if options.augment else images
-    output = discriminator(seen, labels)
+    output = options.forward(discriminator, seen, labels)
     logits = adversarial_logits(output)
     if not real:
         loss = options.loss.d_fake(logits)
@@ -168,8 +184,9 @@ def generator_step(
     discriminator.requires_grad_(False)
     try:
         opt_g.zero_grad(set_to_none=True)
-        fakes = generator(z, labels)
-        output = discriminator(options.augment(fakes, rng) if options.augment else fakes, labels)
+        fakes = options.forward(generator, z, labels)
+        seen = options.augment(fakes, rng) if options.augment else fakes
+        output = options.forward(discriminator, seen, labels)
         g_loss = options.loss.g(adversarial_logits(output))
         if options.acgan_weight is not None:
             g_loss = g_loss + options.acgan_weight * F.cross_entropy(output[1], labels)
