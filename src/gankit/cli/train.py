@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ TRAIN_FLAGS = {  # flag dest -> dotted config key
     "eval_every": "schedule.eval_every",
     "eval_samples": "schedule.eval_samples",
     "precision": "train.precision",
+    "sync_bn": "train.sync_bn",
 }
 
 
@@ -68,10 +70,16 @@ def add_train_parser(subparsers: Any) -> None:
     p.add_argument("--precision", choices=["fp32", "bf16"], help="bf16: autocast forward passes")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile G and D")
     p.add_argument(
+        "--sync-bn", action="store_true", default=None, help="SyncBatchNorm under torchrun"
+    )
+    p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",
         help="override any config key, e.g. --set model.conditioning=concat (repeatable)",
     )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--nproc", type=int, help="data-parallel processes on this machine (launches torchrun)"
+    )
     p.set_defaults(handler=cmd_train)
 
 
@@ -116,15 +124,45 @@ def build_train_config(args: argparse.Namespace) -> tuple[RunConfig, Path, bool]
     return config.with_overrides(overrides), out, bool(args.resume)
 
 
+def launch_torchrun(args: argparse.Namespace) -> int:
+    """`gankit train --nproc N ...` = `torchrun --standalone --nproc-per-node N -m gankit train ...`
+    through torchrun's own Python entry point."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import main as torchrun
+
+    if args.nproc < 1:
+        raise UsageError(f"--nproc must be >= 1, got {args.nproc}")
+    rest, skip = [], False
+    for item in args.argv:
+        if skip or item.startswith("--nproc="):
+            skip = False
+            continue
+        if item == "--nproc":
+            skip = True
+            continue
+        rest.append(item)
+    command = ["--standalone", "--nproc-per-node", str(args.nproc), "-m", "gankit", *rest]
+    try:
+        torchrun(command)
+    except ChildFailedError as error:
+        print(f"gankit train: a process failed:\n{error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from gankit.training.loop import TrainingDiverged, train
 
+    if args.nproc is not None and "RANK" not in os.environ:
+        return launch_torchrun(args)
     config, out, resume = build_train_config(args)
+    main_rank = os.environ.get("RANK", "0") == "0"
     bar = tqdm(
-        total=config.train.iterations, disable=args.no_progress, unit="it", dynamic_ncols=True
-    )
+        total=config.train.iterations, disable=args.no_progress or not main_rank, unit="it",
+        dynamic_ncols=True,
+    )  # fmt: skip
 
     def progress(step: int, row: dict[str, float]) -> None:
         bar.n = step
@@ -141,7 +179,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"gankit: training stopped: {error}", file=sys.stderr)
         return 1
     bar.close()
-    print(f"run folder: {out} (iteration {state.step})")
+    if main_rank:
+        print(f"run folder: {out} (iteration {state.step})")
     return 0
 
 

@@ -14,6 +14,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,12 +31,24 @@ from gankit.config import RunConfig
 from gankit.data import ImageDataset, load_dataset
 from gankit.plots import plot_losses, plot_metrics, read_metrics
 from gankit.sampling import fixed_noise_grid
+from gankit.training.distributed import (
+    SINGLE,
+    World,
+    broadcast_object,
+    check_test_failure,
+    gather_objects,
+    init_world,
+    local_device,
+    mean_across,
+    shutdown,
+)
 from gankit.training.evaluation import evaluate_during_training, training_evaluator
 from gankit.training.state import (
     TrainState,
     build_state,
     fixed_noise,
     restore_state,
+    rng_states,
     to_checkpoint,
 )
 from gankit.training.step import StepOptions, discriminator_step, generator_step, make_fakes
@@ -88,27 +101,39 @@ def truncate_metrics(path: Path, step: int) -> None:
 
 
 def start(
-    config: RunConfig, out: Path, resume: bool, overwrite: bool
+    config: RunConfig, out: Path, resume: bool, overwrite: bool, world: World
 ) -> tuple[RunConfig, TrainState, ImageDataset, torch.device]:
-    """Prepares the folder, seed, data and state; restores the latest checkpoint on resume."""
-    prepare_run_folder(out, resume, overwrite)
+    """Prepares the folder (rank 0), seed, data and state; restores the latest checkpoint."""
+    if world.main:
+        prepare_run_folder(out, resume, overwrite)
     if config.train.seed is None:
-        config = config.with_overrides({"train.seed": secrets.randbelow(2**31)})
-        logger.info("no seed given; drew seed %d", config.train.seed)
+        seed = broadcast_object(secrets.randbelow(2**31), world)  # rank 0 draws it for all
+        config = config.with_overrides({"train.seed": seed})
+        logger.info("no seed given; drew seed %d", seed)
+    broadcast_object(None, world)  # ranks > 0 go on once rank 0 has prepared the folder
+    if config.train.batch_size % world.size:
+        raise ValueError(
+            f"train.batch_size = {config.train.batch_size} (the global batch) is not divisible "
+            f"by the {world.size} processes"
+        )
+    if world.distributed and (config.train.gp_weight or config.train.r1_gamma):
+        raise ValueError("gradient penalties (gp_weight, r1_gamma) are not supported under DDP")
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
-    device = resolve_device(config.train.device)
+    device = resolve_device(local_device(config.train.device, world))
     data = config.data
     dataset = load_dataset(data.dataset, data.split, data.data_dir)
-    state = build_state(config, dataset, device)
+    state = build_state(config, dataset, device, world)
     found = latest_checkpoint(out) if resume else None
     if found is not None:
-        restore_state(state, load_checkpoint(found, map_location=device), device)
-        truncate_metrics(out / "metrics.jsonl", state.step)
+        restore_state(state, load_checkpoint(found, map_location=device), device, world)
+        if world.main:
+            truncate_metrics(out / "metrics.jsonl", state.step)
         logger.info("resuming %s from iteration %d", out, state.step)
-    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-    if not (out / "fixed_noise.pt").exists() or not resume:
-        atomic_save(fixed_noise(state), out / "fixed_noise.pt")
+    if world.main:
+        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        if not (out / "fixed_noise.pt").exists() or not resume:
+            atomic_save(fixed_noise(state), out / "fixed_noise.pt")
     return config, state, dataset, device
 
 
@@ -122,68 +147,112 @@ def train(
 ) -> TrainState:
     """Trains a GAN or CGAN as `config` says and writes the run folder `out`.
 
+    Under torchrun every process calls this; rank 0 alone writes the folder.
+
     Args:
         config: the run configuration (the seed is drawn and recorded when None).
         out: the run folder.
         resume: continue from the folder's latest checkpoint (a fresh start if it has none).
         overwrite: replace an existing non-empty folder.
-        progress: called as progress(step, row) after each logged window.
+        progress: called as progress(step, row) after each logged window (rank 0).
 
     Raises:
         TrainingDiverged: a loss became NaN or inf; the last checkpoint is kept.
         RunFolderError, ValueError: bad folder or configuration.
     """
     out = Path(out)
-    config, state, dataset, device = start(config, out, resume, overwrite)
+    world = init_world(config.train.device)
+    try:
+        config, state, dataset, device = start(config, out, resume, overwrite, world)
+        run_loop(config, state, dataset, device, out, world, progress)
+    finally:
+        shutdown(world)
+    if world.main:
+        rows = read_metrics(out / "metrics.jsonl")
+        plot_metrics(rows, out / "metrics.png")
+        plot_losses(rows, out / "loss.png", title=f"{config.preset or 'run'}: losses")
+    return state
+
+
+def run_loop(
+    config: RunConfig,
+    state: TrainState,
+    dataset: ImageDataset,
+    device: torch.device,
+    out: Path,
+    world: World,
+    progress: ProgressHook | None,
+) -> None:
+    """The iterations, with plain `if step % every == 0` blocks for logs, grids, evaluations
+    and checkpoints."""
     sched, options = config.schedule, StepOptions.from_config(config)
     images, labels = dataset.images.to(device), dataset.labels.to(device)
-    evaluator = training_evaluator(config)
-    metrics_file = open(out / "metrics.jsonl", "a")
+    evaluator = training_evaluator(config) if world.main else None
+    metrics_file = open(out / "metrics.jsonl", "a") if world.main else None
     window: list[torch.Tensor] = []
     started, window_start, window_step = time.monotonic(), time.monotonic(), state.step
     try:
         while state.step < config.train.iterations:
-            window.append(train_iteration(state, images, labels, config, options))
+            check_test_failure(state.step + 1, world)
+            window.append(train_iteration(state, images, labels, config, options, world.size))
             state.step += 1
             step = state.step
-            elapsed = time.monotonic() - started
-            out_of_time = sched.time_limit is not None and elapsed > sched.time_limit
+            logs = step % sched.log_every == 0
+            out_of_time = timed_out(sched.time_limit, started, logs, world)
             last = step == config.train.iterations or out_of_time
-            if step % sched.log_every == 0 or last:
-                check_finite(window, step, window_step, out)
+            if logs or last:
+                check_finite(window, step, window_step, out, world)
                 seconds = time.monotonic() - window_start
-                row = log_window(window, step, window_step, seconds, started)
+                row = log_window(window, step, window_step, seconds, started, world)
                 window, window_start, window_step = [], time.monotonic(), step
                 state.metrics.update(row)
-                metrics_file.write(json.dumps(row) + "\n")
-                metrics_file.flush()
-                if progress is not None:
-                    progress(step, row)
-            if step % sched.sample_every == 0 or last:
+                if world.main:
+                    write_row(metrics_file, row)
+                    if progress is not None:
+                        progress(step, row)
+            if world.main and (step % sched.sample_every == 0 or last):
                 grid = out / "images" / f"{step}.png"
                 fixed_noise_grid(state.sampler, state.fixed_z, state.fixed_labels, grid)
             evaluate_now = sched.eval_every is not None and step % sched.eval_every == 0
             if evaluator is not None and (evaluate_now or last):
-                check_finite(window, step, window_step, out)
-                row = evaluate_during_training(state, evaluator, config, out, device)
-                metrics_file.write(json.dumps(row) + "\n")
-                metrics_file.flush()
+                check_finite(window, step, window_step, out, world)
+                write_row(
+                    metrics_file, evaluate_during_training(state, evaluator, config, out, device)
+                )
             if step % sched.checkpoint_every == 0 or last:
-                check_finite(window, step, window_step, out)
-                save_checkpoint(to_checkpoint(state, config, device), checkpoint_path(out, step))
-                prune_checkpoints(out, sched.keep_checkpoints)
+                check_finite(window, step, window_step, out, world)
+                save(state, config, device, out, world)
             if out_of_time:
                 logger.info("time limit of %.0f s reached at iteration %d", sched.time_limit, step)
                 break
     finally:
-        metrics_file.close()
-    plot_metrics(read_metrics(out / "metrics.jsonl"), out / "metrics.png")
-    plot_losses(
-        read_metrics(out / "metrics.jsonl"),
-        out / "loss.png",
-        title=f"{config.preset or 'run'}: losses",
-    )
-    return state
+        if metrics_file is not None:
+            metrics_file.close()
+
+
+def timed_out(limit: float | None, started: float, logs: bool, world: World) -> bool:
+    """Past the wall-clock limit? Under DDP rank 0 decides, at log steps, for every rank."""
+    if limit is None:
+        return False
+    if not world.distributed:
+        return time.monotonic() - started > limit
+    return bool(broadcast_object(time.monotonic() - started > limit, world)) if logs else False
+
+
+def write_row(metrics_file: Any, row: dict[str, Any]) -> None:
+    metrics_file.write(json.dumps(row) + "\n")
+    metrics_file.flush()
+
+
+def save(state: TrainState, config: RunConfig, device: torch.device, out: Path, world: World):
+    """A checkpoint with every rank's RNG states, written by rank 0."""
+    rng = rng_states(state, device)
+    if world.distributed:
+        rng = {"ranks": gather_objects({k: v.cpu() for k, v in rng.items()}, world)}
+    if world.main:
+        step = state.step
+        save_checkpoint(to_checkpoint(state, config, device, rng), checkpoint_path(out, step))
+        prune_checkpoints(out, config.schedule.keep_checkpoints)
 
 
 def train_iteration(
@@ -192,14 +261,21 @@ def train_iteration(
     labels: torch.Tensor,
     config: RunConfig,
     options: StepOptions,
+    world_size: int = 1,
 ) -> torch.Tensor:
     """`d_steps` D updates and one G update on batches drawn with replacement (no host sync).
+
+    Under DDP each of the `world_size` processes draws batch_size / world_size images.
 
     Returns:
         (4,) tensor on the device: d_loss, d_acc_real, d_acc_fake (last D step), g_loss.
     """
     quirks, rng, classes = config.quirks, state.rng, state.num_classes
-    batch, latent, device = config.train.batch_size, config.model.latent_dim, images.device
+    batch, latent, device = (
+        config.train.batch_size // world_size,
+        config.model.latent_dim,
+        images.device,
+    )
     for _ in range(config.train.d_steps):
         idx = torch.randint(len(images), (batch,), device=device, generator=rng)
         real, real_labels = images[idx], labels[idx] if classes else None
@@ -207,15 +283,19 @@ def train_iteration(
         fake_labels = real_labels
         if classes and not quirks.real_labels_for_fakes:
             fake_labels = torch.randint(classes, (batch,), device=device, generator=rng)
-        fakes = make_fakes(state.generator, z, fake_labels, quirks.g_eval_for_fakes)
+        # through DDP's G: its forward first broadcasts rank 0's BatchNorm statistics, so every
+        # rank makes fakes with the same (checkpointed) statistics
+        fakes = make_fakes(state.generator_train, z, fake_labels, quirks.g_eval_for_fakes)
         d_out = discriminator_step(
-            state.discriminator, state.opt_d, real, real_labels, fakes, fake_labels, options, rng
-        )
+            state.discriminator_train, state.opt_d, real, real_labels, fakes, fake_labels,
+            options, rng,
+        )  # fmt: skip
     if not quirks.reuse_noise:
         z = torch.randn(batch, latent, device=device, generator=rng)
     g_labels = torch.randint(classes, (batch,), device=device, generator=rng) if classes else None
+    # G steps through D's plain module: D is frozen there, so DDP has nothing to all-reduce
     g_out = generator_step(
-        state.generator, state.discriminator, state.opt_g, z, g_labels, options, rng
+        state.generator_train, state.discriminator, state.opt_g, z, g_labels, options, rng
     )
     if state.generator_ema is not None:
         update_ema(
@@ -240,11 +320,15 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
         ema_buffer.copy_(buffer)
 
 
-def check_finite(window: list[torch.Tensor], step: int, window_step: int, out: Path) -> None:
-    """Raises TrainingDiverged when a value not yet checked is NaN or inf (one host sync)."""
+def check_finite(
+    window: list[torch.Tensor], step: int, window_step: int, out: Path, world: World = SINGLE
+) -> None:
+    """Raises TrainingDiverged when a value not yet checked is NaN or inf, on every rank at
+    once (one host sync; under DDP one all-reduce)."""
     if not window:
         return
-    finite = torch.isfinite(torch.stack(window)).all(0).tolist()
+    nonfinite = (~torch.isfinite(torch.stack(window))).any(0).float()
+    finite = (mean_across(nonfinite, world) == 0).tolist()
     if not all(finite):
         bad = ", ".join(k for k, ok in zip(LOGGED, finite, strict=True) if not ok)
         last = latest_checkpoint(out)
@@ -256,11 +340,15 @@ def check_finite(window: list[torch.Tensor], step: int, window_step: int, out: P
 
 
 def log_window(
-    window: list[torch.Tensor], step: int, window_step: int, seconds: float, started: float
+    window: list[torch.Tensor],
+    step: int,
+    window_step: int,
+    seconds: float,
+    started: float,
+    world: World = SINGLE,
 ) -> dict[str, float]:
-    """Window means of the logged values as one metrics row (one host sync)."""
-    values = torch.stack(window).float()
-    means = values.mean(0).tolist()
+    """Window means of the logged values (over ranks too) as one metrics row (one host sync)."""
+    means = mean_across(torch.stack(window).float().mean(0), world).tolist()
     row: dict[str, float] = {"step": step, **dict(zip(LOGGED, means, strict=True))}
     row["d_acc"] = 0.5 * (row["d_acc_real"] + row["d_acc_fake"])
     row["it_per_s"] = (step - window_step) / max(seconds, 1e-9)

@@ -17,8 +17,11 @@ from gankit.checkpoint import Checkpoint
 from gankit.config import RunConfig
 from gankit.data import ImageDataset
 from gankit.models import build_models
+from gankit.training.distributed import SINGLE, World, unwrap, wrap
 
 logger = logging.getLogger(__name__)
+
+RANK_STRIDE = 1_000_003  # rank r draws its batches from the stream seeded seed + r * stride
 
 
 @dataclass
@@ -37,6 +40,14 @@ class TrainState:
     image_shape: tuple[int, int, int]
     metrics: dict[str, Any] = field(default_factory=dict)
     generator_ema: nn.Module | None = None  # EMA of G's weights, when train.ema_decay is set
+    generator_train: nn.Module | None = (
+        None  # G as the steps call it (DDP-wrapped when distributed)
+    )
+    discriminator_train: nn.Module | None = None  # D as its own step calls it
+
+    def __post_init__(self) -> None:
+        self.generator_train = self.generator_train or self.generator
+        self.discriminator_train = self.discriminator_train or self.discriminator
 
     @property
     def sampler(self) -> nn.Module:
@@ -53,17 +64,21 @@ def make_optimizer(params: Any, lr: float, config: RunConfig) -> torch.optim.Ada
     )
 
 
-def build_state(config: RunConfig, dataset: ImageDataset, device: torch.device) -> TrainState:
-    """Fresh models (seeded), optimizers, the training RNG and the fixed noise."""
+def build_state(
+    config: RunConfig, dataset: ImageDataset, device: torch.device, world: World = SINGLE
+) -> TrainState:
+    """Fresh models (seeded alike on every rank), optimizers, the training RNG (its own stream
+    on each rank) and the fixed noise."""
     seed = config.train.seed
     torch.manual_seed(seed)
     num_classes = dataset.num_classes if config.conditional else 0
     generator, discriminator = build_models(config.model, dataset.image_shape, num_classes)
-    generator.to(device).train()
-    discriminator.to(device).train()
+    generator_train = wrap(generator.to(device).train(), world, config.train.sync_bn, device)
+    discriminator_train = wrap(discriminator.to(device).train(), world, False, device)
+    generator, discriminator = unwrap(generator_train), unwrap(discriminator_train)
     opt_g = make_optimizer(generator.parameters(), config.optim.lr_g, config)
     opt_d = make_optimizer(discriminator.parameters(), config.optim.lr_d, config)
-    rng = torch.Generator(device=device).manual_seed(seed)
+    rng = torch.Generator(device=device).manual_seed(seed + RANK_STRIDE * world.rank)
     fixed_rng = torch.Generator().manual_seed(seed + 1)  # its own stream: grids stay comparable
     n_fixed = num_classes if num_classes else 25
     fixed_z = torch.randn(n_fixed, config.model.latent_dim, generator=fixed_rng).to(device)
@@ -73,14 +88,24 @@ def build_state(config: RunConfig, dataset: ImageDataset, device: torch.device) 
         compile_models(device, generator, discriminator)
     return TrainState(
         0, generator, discriminator, opt_g, opt_d, rng, fixed_z, fixed_labels, num_classes,
-        dataset.image_shape, generator_ema=ema,
+        dataset.image_shape, generator_ema=ema, generator_train=generator_train,
+        discriminator_train=discriminator_train,
     )  # fmt: skip
 
 
-def to_checkpoint(state: TrainState, config: RunConfig, device: torch.device) -> Checkpoint:
+def rng_states(state: TrainState, device: torch.device) -> dict[str, torch.Tensor]:
+    """This process's RNG states: the training stream, torch's CPU RNG (dropout) and CUDA's."""
     rng = {"training": state.rng.get_state(), "torch": torch.get_rng_state()}
     if device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(device)
+    return rng
+
+
+def to_checkpoint(
+    state: TrainState, config: RunConfig, device: torch.device, rng: dict | None = None
+) -> Checkpoint:
+    """The state as a checkpoint; `rng` is {"ranks": [...]} for a distributed run."""
+    rng = rng if rng is not None else rng_states(state, device)
     fixed = fixed_noise(state)
     return Checkpoint(
         state.step, config.to_dict(), state.image_shape, state.num_classes,
@@ -90,7 +115,17 @@ def to_checkpoint(state: TrainState, config: RunConfig, device: torch.device) ->
     )  # fmt: skip
 
 
-def restore_state(state: TrainState, checkpoint: Checkpoint, device: torch.device) -> None:
+def restore_state(
+    state: TrainState, checkpoint: Checkpoint, device: torch.device, world: World = SINGLE
+) -> None:
+    rng = checkpoint.rng
+    if "ranks" in rng or world.distributed:
+        saved = len(rng.get("ranks", [rng]))
+        if saved != world.size:
+            raise ValueError(
+                f"the checkpoint holds {saved} ranks' RNG states; this job has {world.size}"
+            )
+        rng = rng["ranks"][world.rank]
     state.step = checkpoint.step
     state.generator.load_state_dict(checkpoint.generator)
     state.discriminator.load_state_dict(checkpoint.discriminator)
@@ -98,10 +133,10 @@ def restore_state(state: TrainState, checkpoint: Checkpoint, device: torch.devic
     state.opt_d.load_state_dict(checkpoint.opt_d)
     if state.generator_ema is not None:
         state.generator_ema.load_state_dict(checkpoint.generator_ema)
-    state.rng.set_state(checkpoint.rng["training"].cpu())
-    torch.set_rng_state(checkpoint.rng["torch"].cpu())
-    if device.type == "cuda" and "cuda" in checkpoint.rng:
-        torch.cuda.set_rng_state(checkpoint.rng["cuda"].cpu(), device)
+    state.rng.set_state(rng["training"].cpu())
+    torch.set_rng_state(rng["torch"].cpu())
+    if device.type == "cuda" and "cuda" in rng:
+        torch.cuda.set_rng_state(rng["cuda"].cpu(), device)
     state.fixed_z = checkpoint.fixed_noise["z"].to(device)
     labels = checkpoint.fixed_noise["labels"]
     state.fixed_labels = None if labels is None else labels.to(device)

@@ -1,0 +1,183 @@
+"""Data-parallel training on PyTorch's own engine: torch.distributed + DistributedDataParallel.
+
+Started by `torchrun --nproc-per-node N -m gankit train ...` (or `gankit train --nproc N`), each
+process reads its rank from the environment torchrun sets. Backend: gloo on the CPU, nccl on
+CUDA ($GANKIT_DIST_BACKEND overrides). Semantics:
+- `train.batch_size` is the global batch; each rank draws batch_size / world_size indices from its
+  own random stream (seed and rank), and DDP averages the gradients, so an update equals one
+  single-process update on the union of the ranks' batches (exactly so with SyncBatchNorm).
+- BatchNorm keeps per-rank batch statistics unless `train.sync_bn` (SyncBatchNorm); the default
+  is off because the all-reduce per BatchNorm layer costs more than it gives at these sizes.
+- G's step runs D's plain module (D is frozen there), so no all-reduce is spent on D.
+- Only rank 0 writes the run folder; checkpoints hold every rank's RNG states.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+TIMEOUT_S = 300  # a collective that waits longer than this fails instead of hanging
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place in the job (rank 0 of 1 when not distributed)."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+
+SINGLE = World()
+
+
+def init_world(device: str) -> World:
+    """Joins the process group torchrun set up (RANK, WORLD_SIZE, LOCAL_RANK); else World()."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size <= 1:
+        return SINGLE
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    backend = os.environ.get("GANKIT_DIST_BACKEND") or (
+        "nccl" if device.startswith("cuda") else "gloo"
+    )
+    if not dist.is_initialized():
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=TIMEOUT_S))
+    logger.info("rank %d of %d (%s backend)", rank, size, backend)
+    return World(rank, size, local_rank)
+
+
+def local_device(device: str, world: World) -> str:
+    """Each rank takes its own GPU (cuda -> cuda:LOCAL_RANK)."""
+    if world.distributed and device == "cuda":
+        return f"cuda:{world.local_rank}"
+    return device
+
+
+class CrossRankBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm whose training statistics are those of the global batch (all ranks).
+
+    PyTorch's SyncBatchNorm runs on CUDA only; this is the same computation for the CPU (gloo):
+    per-channel sums, sums of squares and counts are all-reduced with the autograd-aware
+    `torch.distributed.nn.functional.all_reduce`, so gradients flow across ranks too.
+    """
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() < 2:
+            raise ValueError(f"expected at least 2-d input, got {x.dim()}-d")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        dims = [0, *range(2, x.dim())]  # every axis but the channels
+        count = torch.full((1,), x.numel() / x.shape[1], dtype=x.dtype, device=x.device)
+        stats = all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
+        channels = x.shape[1]
+        total = stats[-1]
+        mean = stats[:channels] / total
+        var = stats[channels : 2 * channels] / total - mean * mean  # biased, for normalising
+        shape = (1, channels) + (1,) * (x.dim() - 2)
+        y = (x - mean.view(shape)) / torch.sqrt(var.view(shape) + self.eps)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        if self.track_running_stats:
+            with torch.no_grad():
+                unbiased = var * total / (total - 1)
+                self.running_mean.lerp_(mean.detach(), self.momentum)
+                self.running_var.lerp_(unbiased.detach(), self.momentum)
+                self.num_batches_tracked.add_(1)
+        return y
+
+
+def convert_cross_rank_batchnorm(module: nn.Module) -> nn.Module:
+    """Replaces every BatchNorm1d/2d by a CrossRankBatchNorm with the same parameters and
+    statistics (state-dict keys unchanged)."""
+    for name, child in module.named_children():
+        if isinstance(child, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            replacement = CrossRankBatchNorm(
+                child.num_features, child.eps, child.momentum, child.affine,
+                child.track_running_stats,
+            )  # fmt: skip
+            replacement.load_state_dict(child.state_dict())
+            setattr(module, name, replacement.to(next(child.buffers()).device))
+        else:
+            convert_cross_rank_batchnorm(child)
+    return module
+
+
+def wrap(module: nn.Module, world: World, sync_bn: bool, device: torch.device) -> nn.Module:
+    """DDP around a module (with batch statistics over all ranks when `sync_bn`: PyTorch's
+    SyncBatchNorm on CUDA, CrossRankBatchNorm on the CPU); unchanged when alone."""
+    if not world.distributed:
+        return module
+    if sync_bn and device.type == "cuda":
+        module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    elif sync_bn:
+        module = convert_cross_rank_batchnorm(module)
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
+
+
+def broadcast_object(value: Any, world: World) -> Any:
+    """Rank 0's value on every rank."""
+    if not world.distributed:
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def gather_objects(value: Any, world: World) -> list[Any]:
+    """Every rank's value, in rank order, on every rank."""
+    if not world.distributed:
+        return [value]
+    gathered: list[Any] = [None] * world.size
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
+def mean_across(values: torch.Tensor, world: World) -> torch.Tensor:
+    """The mean of a tensor over ranks (a copy; the input is unchanged)."""
+    if not world.distributed:
+        return values
+    total = values.detach().clone()
+    dist.all_reduce(total)
+    return total / world.size
+
+
+def check_test_failure(step: int, world: World) -> None:
+    """Test hook: GANKIT_TEST_FAIL_AT=STEP[:RANK] makes that rank raise at that iteration."""
+    spec = os.environ.get("GANKIT_TEST_FAIL_AT")
+    if not spec:
+        return
+    at, _, rank = spec.partition(":")
+    if step == int(at) and world.rank == int(rank or 0):
+        raise RuntimeError(f"GANKIT_TEST_FAIL_AT: rank {world.rank} fails at iteration {step}")
+
+
+def shutdown(world: World) -> None:
+    if world.distributed and dist.is_initialized():
+        dist.destroy_process_group()

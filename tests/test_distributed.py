@@ -1,0 +1,148 @@
+"""Data-parallel training with torch.distributed (gloo, 2 CPU processes)."""
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from conftest import tiny_config
+from gankit.checkpoint import list_checkpoints, load_checkpoint
+from gankit.cli import main
+from gankit.data import load_dataset
+from gankit.training.distributed import World
+from gankit.training.state import build_state
+from gankit.training.step import StepOptions, discriminator_step, generator_step, make_fakes
+
+pytestmark = pytest.mark.slow
+
+
+def equivalence_config(tiny_npz):
+    """A dropout-free tiny CGAN with SyncBatchNorm, as the reference algorithm runs it."""
+    return tiny_config(tiny_npz, iterations=3).with_overrides(
+        {"model.d_dropout": [0.0, 0.0, 0.0], "train.sync_bn": True, "train.batch_size": 16}
+    )
+
+
+def injected_batches(dataset, config, steps):
+    """The same global batches (indices, noise, labels) on every process, each iteration."""
+    g = torch.Generator().manual_seed(123)
+    batch, latent = config.train.batch_size, config.model.latent_dim
+    batches = []
+    for _ in range(steps):
+        idx = torch.randint(len(dataset), (batch,), generator=g)
+        z = torch.randn(batch, latent, generator=g)
+        batches.append((idx, z, torch.randint(10, (batch,), generator=g)))
+    return batches
+
+
+def run_steps(state, dataset, config, batches, rank, world_size):
+    """The loop's D and G steps on this rank's slice of each injected global batch."""
+    options = StepOptions.from_config(config)
+    share = config.train.batch_size // world_size
+    part = slice(rank * share, (rank + 1) * share)
+    for idx, z, g_labels in batches:
+        idx, z, g_labels = idx[part], z[part], g_labels[part]
+        real, labels = dataset.images[idx], dataset.labels[idx]
+        fakes = make_fakes(state.generator_train, z, labels, True)
+        discriminator_step(
+            state.discriminator_train, state.opt_d, real, labels, fakes, labels, options
+        )
+        generator_step(
+            state.generator_train, state.discriminator, state.opt_g, z, g_labels, options
+        )
+
+
+def _worker(rank, world_size, port, tiny_npz, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    torch.set_num_threads(1)
+    config = equivalence_config(tiny_npz)
+    dataset = load_dataset(str(tiny_npz))
+    state = build_state(config, dataset, torch.device("cpu"), World(rank, world_size, rank))
+    run_steps(state, dataset, config, injected_batches(dataset, config, 3), rank, world_size)
+    if rank == 0:
+        torch.save({**state.generator.state_dict(), **{f"d.{k}": v for k, v in
+                    state.discriminator.state_dict().items()}}, out)  # fmt: skip
+    dist.destroy_process_group()
+
+
+def test_two_processes_equal_one_with_the_global_batch(tmp_path, tiny_npz):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "ddp.pt"
+    mp.spawn(_worker, args=(2, port, tiny_npz, out), nprocs=2, join=True)
+    config = copy.deepcopy(equivalence_config(tiny_npz)).with_overrides({"train.sync_bn": False})
+    dataset = load_dataset(str(tiny_npz))
+    state = build_state(config, dataset, torch.device("cpu"))
+    run_steps(state, dataset, config, injected_batches(dataset, config, 3), 0, 1)
+    single = {**state.generator.state_dict(),
+              **{f"d.{k}": v for k, v in state.discriminator.state_dict().items()}}  # fmt: skip
+    ddp = torch.load(out, weights_only=True)
+    assert set(ddp) == set(single)
+    for key in single:
+        torch.testing.assert_close(ddp[key], single[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def torchrun(args, env=None, timeout=180):
+    command = [sys.executable, "-m", "gankit", "train", "--nproc", "2", "--no-progress", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})  # fmt: skip
+
+
+@pytest.fixture
+def config_file(tmp_path, tiny_npz):
+    config = tiny_config(tiny_npz, iterations=6).with_overrides({"train.threads": 1})
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(config.to_dict()))
+    return path
+
+
+def weights(run):
+    state = load_checkpoint(list_checkpoints(run)[-1])
+    return {**state.generator, **{f"d.{k}": v for k, v in state.discriminator.items()}}
+
+
+def test_two_process_run_writes_one_folder_and_resumes_exactly(tmp_path, config_file):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    result = torchrun(["--config", str(config_file), "--out", str(straight)])
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(x) for x in (straight / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4, 6]  # one row per log step, not one per rank
+    checkpoint = load_checkpoint(list_checkpoints(straight)[-1])
+    assert len(checkpoint.rng["ranks"]) == 2
+    assert not torch.equal(
+        checkpoint.rng["ranks"][0]["training"], checkpoint.rng["ranks"][1]["training"]
+    )
+    assert main(["sample", str(straight), "--n", "10", "--out", str(tmp_path / "s.npz")]) == 0
+    result = torchrun(["--config", str(config_file), "--out", str(split), "--iterations", "2"])
+    assert result.returncode == 0, result.stderr
+    result = torchrun(["--resume", str(split), "--iterations", "6"])
+    assert result.returncode == 0, result.stderr
+    a, b = weights(straight), weights(split)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_a_failing_rank_stops_the_job(tmp_path, config_file):
+    start = time.monotonic()
+    result = torchrun(["--config", str(config_file), "--out", str(tmp_path / "run")],
+                      env={"GANKIT_TEST_FAIL_AT": "3:1"})  # fmt: skip
+    assert result.returncode != 0
+    assert "rank 1 fails at iteration 3" in result.stderr
+    assert time.monotonic() - start < 120
+
+
+def test_batch_must_divide_over_processes(tmp_path, config_file):
+    result = torchrun(["--config", str(config_file), "--out", str(tmp_path / "run"),
+                       "--batch-size", "7"])  # fmt: skip
+    assert result.returncode != 0 and "not divisible by the 2 processes" in result.stderr
