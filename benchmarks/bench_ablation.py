@@ -42,7 +42,7 @@ CONFIGS = {
     "mlp-projection": ("seed-cgan", {**QUIRKS_OFF, "model.conditioning": "projection"},
                        "projection D + conditional BatchNorm G"),
     "mlp-acgan": ("seed-cgan", {**QUIRKS_OFF, "model.conditioning": "acgan"}, "ACGAN head"),
-    "mlp-cgan-fixed": ("mlp-cgan-fixed", {}, "concat, quirks off, EMA"),
+    "mlp-cgan-fixed": ("mlp-cgan-fixed", {}, "the preset: projection, quirks off, EMA"),
     "cdcgan": ("cdcgan", {}, "conv, projection, SN, hinge, EMA, DiffAugment"),
     "cdcgan-concat-bce": ("cdcgan", {"model.conditioning": "concat", "model.spectral_norm": False,
                                      "train.loss": "nonsaturating"}, "conv, concat, BCE, EMA"),
