@@ -1,0 +1,99 @@
+"""Throughput of the web demo's API: `gankit serve` on loopback, 8 client threads.
+
+Trains a tiny seed-cgan run (50 iterations; the network size, not its quality, sets the cost),
+serves it, warms up, then times --requests GET /api/generate?n=16 calls from --threads threads.
+
+  python benchmarks/bench_serve.py [--requests 400 --threads 8]
+Writes benchmarks/results/bench_serve.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fetch(url: str) -> float:
+    start = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=60) as response:
+        response.read()
+        assert response.status == 200
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--n", type=int, default=16, help="images per request")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        subprocess.run([sys.executable, "-m", "gankit", "train", "--preset", "seed-cgan",
+                        "--out", str(run), "--iterations", "50", "--seed", "0", "--no-progress"],
+                       check=True, capture_output=True)  # fmt: skip
+        port = free_port()
+        command = [sys.executable, "-m", "gankit", "serve", str(run), "--port", str(port)]
+        server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            for _ in range(300):
+                try:
+                    fetch(base + "/api/info")
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            urls = [
+                f"{base}/api/generate?n={args.n}&seed={i}&label={i % 10}"
+                for i in range(args.requests)
+            ]
+            for url in urls[:20]:
+                fetch(url)
+            start = time.perf_counter()
+            with ThreadPoolExecutor(args.threads) as pool:
+                latencies = list(pool.map(fetch, urls))
+            seconds = time.perf_counter() - start
+        finally:
+            server.terminate()
+            server.wait()
+    result = {
+        "requests": args.requests, "threads": args.threads, "images_per_request": args.n,
+        "requests_per_s": args.requests / seconds,
+        "latency_median_ms": 1000 * statistics.median(latencies),
+        "latency_p95_ms": 1000 * sorted(latencies)[int(0.95 * len(latencies)) - 1],
+    }  # fmt: skip
+    text = "\n".join([
+        f"Web demo throughput: {args.requests} GET /api/generate (n={args.n}, seed-cgan) from "
+        f"{args.threads} threads on loopback ({os.cpu_count()} cores)",
+        "",
+        "| requests/s | median latency ms | p95 latency ms |",
+        "|---|---|---|",
+        f"| {result['requests_per_s']:.0f} | {result['latency_median_ms']:.1f} | "
+        f"{result['latency_p95_ms']:.1f} |",
+    ])  # fmt: skip
+    print(text)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "bench_serve.md").write_text(text + "\n")
+    (RESULTS / "bench_serve.json").write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
