@@ -42,12 +42,14 @@ CONFIGS = {
     "mlp-projection": ("seed-cgan", {**QUIRKS_OFF, "model.conditioning": "projection"},
                        "projection D + conditional BatchNorm G"),
     "mlp-acgan": ("seed-cgan", {**QUIRKS_OFF, "model.conditioning": "acgan"}, "ACGAN head"),
-    "mlp-cgan-fixed": ("mlp-cgan-fixed", {}, "the preset: projection, quirks off, EMA"),
-    "cdcgan": ("cdcgan", {}, "conv, projection, SN, hinge, EMA, DiffAugment"),
+    "mlp-cgan-fixed": ("mlp-cgan-fixed", {}, "concat, quirks off, EMA"),
+    "cdcgan": ("cdcgan", {}, "the preset: conv, projection, SN, hinge, EMA"),
+    "cdcgan-diffaugment": ("cdcgan", {"train.diffaugment": True}, "cdcgan with DiffAugment"),
     "cdcgan-concat-bce": ("cdcgan", {"model.conditioning": "concat", "model.spectral_norm": False,
-                                     "train.loss": "nonsaturating"}, "conv, concat, BCE, EMA"),
-    "cdcgan-acgan": ("cdcgan", {"model.conditioning": "acgan"}, "conv, ACGAN head, SN, hinge"),
-    "cdcgan-no-diffaugment": ("cdcgan", {"train.diffaugment": False}, "cdcgan without DiffAugment"),
+                                     "train.loss": "nonsaturating", "train.diffaugment": True},
+                          "conv, concat, BCE, EMA, DiffAugment"),
+    "cdcgan-acgan": ("cdcgan", {"model.conditioning": "acgan", "train.diffaugment": True},
+                     "conv, ACGAN head, SN, hinge, EMA, DiffAugment"),
 }  # fmt: skip
 COLUMNS = ("fid", "kid", "precision", "recall", "coverage", "classes_covered", "cond_acc")
 
