@@ -76,6 +76,15 @@ def tiny_config(
     return config.with_overrides(values)
 
 
+@pytest.fixture(scope="module")
+def module_npz(tmp_path_factory) -> Path:
+    """tiny.npz shared by a test module's trained runs."""
+    pixels, labels = make_pixels(100)
+    path = tmp_path_factory.mktemp("data") / "tiny.npz"
+    np.savez(path, images=pixels, labels=labels)
+    return path
+
+
 @pytest.fixture
 def rng() -> torch.Generator:
     return torch.Generator().manual_seed(0)

@@ -37,15 +37,9 @@ def free_port():
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, module_npz):
     folder = tmp_path_factory.mktemp("browser")
-    import numpy as np
-
-    from conftest import make_pixels
-
-    pixels, labels = make_pixels(100)
-    np.savez(folder / "tiny.npz", images=pixels, labels=labels)
-    train(tiny_config(folder / "tiny.npz", iterations=2), folder / "run")
+    train(tiny_config(module_npz, iterations=2), folder / "run")
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "gankit", "serve", str(folder / "run"), "--port", str(port)],

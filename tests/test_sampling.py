@@ -15,25 +15,17 @@ from gankit.training.loop import train
 
 
 @pytest.fixture(scope="module")
-def cgan_run(tmp_path_factory):
-    from conftest import make_pixels
-
-    folder = tmp_path_factory.mktemp("cgan")
-    pixels, labels = make_pixels(100)
-    np.savez(folder / "tiny.npz", images=pixels, labels=labels)
-    train(tiny_config(folder / "tiny.npz", iterations=2), folder / "run")
-    return folder / "run"
+def cgan_run(tmp_path_factory, module_npz):
+    run = tmp_path_factory.mktemp("cgan") / "run"
+    train(tiny_config(module_npz, iterations=2), run)
+    return run
 
 
 @pytest.fixture(scope="module")
-def gan_run(tmp_path_factory):
-    from conftest import make_pixels
-
-    folder = tmp_path_factory.mktemp("gan")
-    pixels, labels = make_pixels(100)
-    np.savez(folder / "tiny.npz", images=pixels, labels=labels)
-    train(tiny_config(folder / "tiny.npz", preset="seed-gan", iterations=2), folder / "run")
-    return folder / "run"
+def gan_run(tmp_path_factory, module_npz):
+    run = tmp_path_factory.mktemp("gan") / "run"
+    train(tiny_config(module_npz, preset="seed-gan", iterations=2), run)
+    return run
 
 
 def test_balanced_labels_remainder_to_lowest_classes():

@@ -13,16 +13,10 @@ from gankit.training.loop import train
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, module_npz):
     folder = tmp_path_factory.mktemp("serve")
-    import numpy as np
-
-    from conftest import make_pixels
-
-    pixels, labels = make_pixels(100)
-    np.savez(folder / "tiny.npz", images=pixels, labels=labels)
-    train(tiny_config(folder / "tiny.npz", iterations=2), folder / "cgan")
-    train(tiny_config(folder / "tiny.npz", preset="seed-gan", iterations=2), folder / "gan")
+    train(tiny_config(module_npz, iterations=2), folder / "cgan")
+    train(tiny_config(module_npz, preset="seed-gan", iterations=2), folder / "gan")
     return folder
 
 

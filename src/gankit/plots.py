@@ -37,15 +37,7 @@ def plot_losses(rows: list[dict[str, Any]], path: str | Path, title: str = "") -
     ax_acc.plot(steps, [100 * r["d_acc_real"] for r in rows], label="D accuracy on real")
     ax_acc.plot(steps, [100 * r["d_acc_fake"] for r in rows], label="D accuracy on fake")
     ax_acc.set_ylabel("accuracy (%)")
-    ax_acc.set_xlabel("iteration")
-    ax_acc.set_ylim(-2, 102)
-    ax_acc.legend()
-    ax_acc.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _finish_percent_axis_and_save(fig, ax_acc, path)
 
 
 def plot_metrics(rows: list[dict[str, Any]], path: str | Path) -> Path | None:
@@ -72,10 +64,17 @@ def plot_metrics(rows: list[dict[str, Any]], path: str | Path) -> Path | None:
     ax_acc.plot(steps, [100 * r["coverage"] for r in rows], marker="s", label="coverage")
     ax_acc.plot(steps, [100 * r["recall"] for r in rows], marker="^", label="recall")
     ax_acc.set_ylabel("%")
-    ax_acc.set_xlabel("iteration")
-    ax_acc.set_ylim(-2, 102)
-    ax_acc.legend()
-    ax_acc.grid(alpha=0.3)
+    return _finish_percent_axis_and_save(fig, ax_acc, path)
+
+
+def _finish_percent_axis_and_save(fig: Any, ax: Any, path: str | Path) -> Path:
+    """Labels the shared lower axis (0-100%, iterations), then writes and closes the figure."""
+    from matplotlib import pyplot as plt
+
+    ax.set_xlabel("iteration")
+    ax.set_ylim(-2, 102)
+    ax.legend()
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=100)
