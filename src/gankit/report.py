@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import tempfile
 from pathlib import Path
@@ -20,10 +19,9 @@ from gankit.plots import plot_losses, plot_metrics, read_metrics
 from gankit.sampling import (
     LoadedGenerator,
     balanced_labels,
+    grid_png,
     load_generator,
-    make_grid,
     sample,
-    to_uint8,
 )
 from gankit.visuals import progress_frames, progress_gif
 
@@ -50,9 +48,7 @@ def _png(path: Path | None) -> str:
 
 
 def _grid_png(images: torch.Tensor, ncol: int) -> str:
-    buffer = io.BytesIO()
-    make_grid(to_uint8(images), ncol=ncol).save(buffer, format="PNG")
-    return f'<img src="{_data_uri(buffer.getvalue(), "image/png")}">'
+    return f'<img src="{_data_uri(grid_png(images, ncol), "image/png")}">'
 
 
 def _evaluation_table(result: dict, floor: dict) -> str:

@@ -5,6 +5,7 @@ Grids are drawn with Pillow (a few lines; torchvision's `make_grid` is not avail
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,6 +192,13 @@ def make_grid(
         if titles:
             draw.text((x + width // 2, y + title_h // 2), titles[i], fill=0, font=font, anchor="mm")
     return canvas
+
+
+def grid_png(images: torch.Tensor, ncol: int) -> bytes:
+    """PNG bytes of a grid of float images in [-1, 1] (for web responses and HTML reports)."""
+    buffer = io.BytesIO()
+    make_grid(to_uint8(images), ncol=ncol).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def save_grid(

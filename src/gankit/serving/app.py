@@ -8,7 +8,6 @@ app itself: no build step, no CDN, it works offline.
 
 from __future__ import annotations
 
-import io
 import json
 import threading
 from pathlib import Path
@@ -20,7 +19,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from gankit import __version__
 from gankit.plots import read_metrics
-from gankit.sampling import load_generator, make_grid, sample, to_uint8
+from gankit.sampling import grid_png, load_generator, sample
 from gankit.visuals import interpolate
 
 MAX_IMAGES = 256
@@ -29,9 +28,7 @@ PAGE = (Path(__file__).parent / "page.html").read_text()
 
 
 def _png(images: torch.Tensor, ncol: int) -> Response:
-    buffer = io.BytesIO()
-    make_grid(to_uint8(images), ncol=ncol).save(buffer, format="PNG")
-    return Response(buffer.getvalue(), media_type="image/png")
+    return Response(grid_png(images, ncol), media_type="image/png")
 
 
 def _bad(parameter: str, message: str) -> HTTPException:

@@ -168,14 +168,16 @@ def mean_across(values: torch.Tensor, world: World) -> torch.Tensor:
     return total / world.size
 
 
-def check_test_failure(step: int, world: World) -> None:
-    """Test hook: GANKIT_TEST_FAIL_AT=STEP[:RANK] makes that rank raise at that iteration."""
+def test_failure_step(world: World) -> int | None:
+    """Test hook: GANKIT_TEST_FAIL_AT=STEP[:RANK] makes that rank fail at that iteration.
+
+    Read once before the loop; returns the iteration at which this rank must fail, or None.
+    """
     spec = os.environ.get("GANKIT_TEST_FAIL_AT")
     if not spec:
-        return
+        return None
     at, _, rank = spec.partition(":")
-    if step == int(at) and world.rank == int(rank or 0):
-        raise RuntimeError(f"GANKIT_TEST_FAIL_AT: rank {world.rank} fails at iteration {step}")
+    return int(at) if world.rank == int(rank or 0) else None
 
 
 def shutdown(world: World) -> None:

@@ -35,12 +35,12 @@ from gankit.training.distributed import (
     SINGLE,
     World,
     broadcast_object,
-    check_test_failure,
     gather_objects,
     init_world,
     local_device,
     mean_across,
     shutdown,
+    test_failure_step,
 )
 from gankit.training.evaluation import evaluate_during_training, training_evaluator
 from gankit.training.state import (
@@ -191,9 +191,13 @@ def run_loop(
     metrics_file = open(out / "metrics.jsonl", "a") if world.main else None
     window: list[torch.Tensor] = []
     started, window_start, window_step = time.monotonic(), time.monotonic(), state.step
+    fail_at = test_failure_step(world)
     try:
         while state.step < config.train.iterations:
-            check_test_failure(state.step + 1, world)
+            if state.step + 1 == fail_at:
+                raise RuntimeError(
+                    f"GANKIT_TEST_FAIL_AT: rank {world.rank} fails at iteration {fail_at}"
+                )
             window.append(train_iteration(state, images, labels, config, options, world.size))
             state.step += 1
             step = state.step
