@@ -10,7 +10,6 @@ import warnings
 import numpy as np
 import scipy.linalg
 import torch
-from torchmetrics.image.inception import InceptionScore
 
 
 def gaussian_stats(features: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -100,6 +99,9 @@ class _Logits(torch.nn.Module):
 def inception_score(logits: torch.Tensor, splits: int = 10, seed: int = 0) -> tuple[float, float]:
     """exp(E_x KL(p(y|x) || p(y))) from classifier logits (Salimans et al. 2016), mean and std
     over `splits`, via torchmetrics (its shuffle is made deterministic with `seed`)."""
+    # Imported here: torchmetrics takes about 2 s to import, which every `gankit train` would pay.
+    from torchmetrics.image.inception import InceptionScore
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # feature-buffer notice; std of 1 split
         metric = InceptionScore(feature=_Logits(), splits=splits)

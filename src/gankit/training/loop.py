@@ -29,6 +29,7 @@ from gankit.checkpoint import (
 )
 from gankit.config import RunConfig
 from gankit.data import ImageDataset, load_dataset
+from gankit.models import memory_format
 from gankit.plots import plot_losses, plot_metrics, read_metrics
 from gankit.sampling import fixed_noise_grid
 from gankit.training.distributed import (
@@ -186,7 +187,8 @@ def run_loop(
     """The iterations, with plain `if step % every == 0` blocks for logs, grids, evaluations
     and checkpoints."""
     sched, options = config.schedule, StepOptions.from_config(config)
-    images, labels = dataset.images.to(device), dataset.labels.to(device)
+    images = dataset.images.to(device).contiguous(memory_format=memory_format(config.model))
+    labels = dataset.labels.to(device)
     evaluator = training_evaluator(config) if world.main else None
     metrics_file = open(out / "metrics.jsonl", "a") if world.main else None
     window: list[torch.Tensor] = []

@@ -16,7 +16,7 @@ from torch import nn
 from gankit.checkpoint import Checkpoint
 from gankit.config import RunConfig
 from gankit.data import ImageDataset
-from gankit.models import build_models
+from gankit.models import build_models, memory_format
 from gankit.training.distributed import SINGLE, World, unwrap, wrap
 
 logger = logging.getLogger(__name__)
@@ -73,8 +73,11 @@ def build_state(
     torch.manual_seed(seed)
     num_classes = dataset.num_classes if config.conditional else 0
     generator, discriminator = build_models(config.model, dataset.image_shape, num_classes)
-    generator_train = wrap(generator.to(device).train(), world, config.train.sync_bn, device)
-    discriminator_train = wrap(discriminator.to(device).train(), world, False, device)
+    layout = memory_format(config.model)
+    generator.to(device, memory_format=layout)
+    discriminator.to(device, memory_format=layout)
+    generator_train = wrap(generator.train(), world, config.train.sync_bn, device)
+    discriminator_train = wrap(discriminator.train(), world, False, device)
     generator, discriminator = unwrap(generator_train), unwrap(discriminator_train)
     opt_g = make_optimizer(generator.parameters(), config.optim.lr_g, config)
     opt_d = make_optimizer(discriminator.parameters(), config.optim.lr_d, config)
