@@ -35,8 +35,17 @@ QUIRKS_OFF = {
 CONFIGS = {
     "seed-cgan": ("seed-cgan", {}, "the reference: MLP, multiply, Keras quirks"),
     "mlp-multiply-noquirks": ("seed-cgan", QUIRKS_OFF, "reference with its 4 quirks off"),
+    # the reference with one quirk switched off at a time
+    "mlp-quirk-torch-init": ("seed-cgan", {"model.init": "torch"},
+                             "reference, PyTorch's default init instead of Keras'"),
+    "mlp-quirk-g-train-fakes": ("seed-cgan", {"quirks.g_eval_for_fakes": False},
+                                "reference, G in training mode for D's fakes"),
     "mlp-multiply-fresh-noise": ("seed-cgan", {"quirks.reuse_noise": False},
                                  "reference, fresh noise in G's step"),
+    "mlp-quirk-random-fake-labels": ("seed-cgan", {"quirks.real_labels_for_fakes": False},
+                                     "reference, random labels for D's fakes"),
+    "mlp-quirk-one-d-step": ("seed-cgan", {"quirks.separate_d_steps": False},
+                             "reference, one D step on real + fake"),
     "mlp-concat": ("seed-cgan", {**QUIRKS_OFF, "model.conditioning": "concat"},
                    "one-hot concat (the CGAN paper)"),
     "mlp-projection": ("seed-cgan", {**QUIRKS_OFF, "model.conditioning": "projection"},

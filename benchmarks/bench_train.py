@@ -1,12 +1,18 @@
 """Training speed: gankit's presets against the fixed reference loop, in one run.
 
-Each measurement is a whole process (`gankit train` with grids and checkpoints off, or the
-reference loop `ref_loop.py`, which implements seed-cgan's algorithm the way common PyTorch GAN
-examples do), alternated, repeated, and summarised by medians. Also reported: the in-loop time
-per iteration (from the run's metrics, without start-up), matmul FLOP/s against this machine's
-GEMM throughput measured in the same run, and peak resident memory of each process.
+Sections (each can be run alone; results of sections not run are kept from earlier runs):
+  headline  seed-cgan at batch 32 against the reference loop `ref_loop.py` (seed-cgan's algorithm
+            written the way common PyTorch GAN examples are) as whole processes of --iterations
+            iterations with grids and checkpoints off, alternated, median of --repeats pairs.
+  sweep     in-loop ms/iteration of every preset and the reference at several batch sizes, with
+            matmul FLOP/s against this machine's GEMM throughput measured in the same run.
+  threads   torch.set_num_threads choices for an MLP and a conv preset.
+  compile   --compile (torch.compile) against eager, after its warm-up, and the compile time.
+  memory    peak resident memory of training on the full fashion-mnist.
+  full      one whole 20,000-iteration seed-cgan run with the preset's own grids/checkpoints.
+When a target is missed, a torch.profiler table of the step shows where the time goes.
 
-  python benchmarks/bench_train.py [--iterations 3000 --repeats 5 --batch-sizes 32,256]
+  python benchmarks/bench_train.py [--sections headline,sweep,threads,compile,memory,full]
 Writes benchmarks/results/bench_train.{md,json}.
 """
 
@@ -29,34 +35,42 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_REFERENCE = ROOT.parent / "shared" / "bench" / "ref_loop.py"
+SECTIONS = ("headline", "sweep", "threads", "compile", "memory", "full")
+# The targets of the performance work, checked against the measurements.
+TARGET_SPEEDUP, TARGET_GEMM_SHARE, TARGET_FULL_S, TARGET_PEAK_MB = 1.3, 0.6, 540, 1536
+BATCH_OF = {"seed-gan": 32, "seed-cgan": 32, "dcgan": 64, "cdcgan": 64}
 
 
-def gankit_run(preset: str, batch: int, iterations: int, out: Path) -> dict[str, float]:
-    command = [
-        sys.executable, "-m", "gankit", "train", "--preset", preset, "--out", str(out),
-        "--overwrite", "--no-progress", "--seed", "0", "--batch-size", str(batch),
-        "--iterations", str(iterations), "--log-every", str(iterations),
-        "--sample-every", str(10 * iterations), "--checkpoint-every", str(10 * iterations),
-    ]  # fmt: skip
-    seconds, peak, _ = run_process(command)
-    row = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+def gankit_run(
+    preset: str, batch: int, iterations: int, log_every: int, *extra: str, dataset: str = ""
+) -> dict[str, float]:
+    """A whole `gankit train` process with grids and checkpoints off.
+
+    ms_loop is the median over the logged windows after the first (warm-up, compilation)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run"
+        command = [
+            sys.executable, "-m", "gankit", "train", "--preset", preset, "--out", str(out),
+            "--overwrite", "--no-progress", "--seed", "0", "--batch-size", str(batch),
+            "--iterations", str(iterations), "--log-every", str(log_every),
+            "--sample-every", str(10 * iterations), "--checkpoint-every", str(10 * iterations),
+            *(["--dataset", dataset] if dataset else []), *extra,
+        ]  # fmt: skip
+        seconds, peak, _ = run_process(command)
+        rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    windows = [1000 / r["it_per_s"] for r in rows if "it_per_s" in r]
+    steady = windows[1:] or windows
     return {
         "ms_process": 1000 * seconds / iterations,
-        "ms_loop": 1000 / row["it_per_s"],
+        "ms_loop": statistics.median(steady),
+        "first_window_s": windows[0] * log_every / 1000,
         "peak_mb": peak,
     }
 
 
 def reference_run(script: Path, batch: int, iterations: int) -> dict[str, float]:
-    command = [
-        sys.executable,
-        str(script),
-        "--iterations",
-        str(iterations),
-        "--batch-size",
-        str(batch),
-    ]
-    seconds, peak, stdout = run_process(command)
+    command = [sys.executable, str(script), "--iterations", str(iterations)]
+    seconds, peak, stdout = run_process([*command, "--batch-size", str(batch)])
     ms_loop = float(stdout.strip().splitlines()[-1].split("=")[1])
     return {"ms_process": 1000 * seconds / iterations, "ms_loop": ms_loop, "peak_mb": peak}
 
@@ -88,87 +102,289 @@ def gemm_gflops(size: int = 2048, repeats: int = 10) -> float:
     return 2 * size**3 / statistics.median(times) / 1e9
 
 
-def matmul_flops_per_iteration(preset: str, batch: int) -> float:
-    """FLOPs of one training iteration, counted by PyTorch's FlopCounterMode."""
+def one_iteration_setup(preset: str, batch: int):
     from gankit.config import load_preset
     from gankit.data import ImageDataset
-    from gankit.training.loop import build_state, train_iteration
+    from gankit.training.loop import build_state
     from gankit.training.step import StepOptions
 
     config = load_preset(preset).with_overrides({"train.seed": 0, "train.batch_size": batch})
-    images = torch.zeros(64, 1, 28, 28)
-    labels = torch.arange(64) % 10
-    dataset = ImageDataset("zeros", images, labels, 10)
-    state = build_state(config, dataset, torch.device("cpu"))
+    images = torch.rand(max(batch, 64), 1, 28, 28) * 2 - 1
+    labels = torch.arange(len(images)) % 10
+    state = build_state(config, ImageDataset("noise", images, labels, 10), torch.device("cpu"))
+    return state, images, labels, config, StepOptions.from_config(config)
+
+
+def matmul_flops_per_iteration(preset: str, batch: int) -> float:
+    """FLOPs of one training iteration, counted by PyTorch's FlopCounterMode."""
+    from gankit.training.loop import train_iteration
+
+    state, images, labels, config, options = one_iteration_setup(preset, batch)
     with FlopCounterMode(display=False) as counter:
-        train_iteration(state, images, labels, config, StepOptions.from_config(config))
+        train_iteration(state, images, labels, config, options)
     return counter.get_total_flops()
+
+
+def profile_table(preset: str, batch: int, iterations: int = 30, rows: int = 12) -> str:
+    """torch.profiler's table of the training step (self CPU time), after a warm-up."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from gankit.training.loop import train_iteration
+
+    torch.set_num_threads(2)
+    state, images, labels, config, options = one_iteration_setup(preset, batch)
+    for _ in range(10):
+        train_iteration(state, images, labels, config, options)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(iterations):
+            train_iteration(state, images, labels, config, options)
+    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+    return f"{preset}, batch {batch}, {iterations} iterations:\n```\n{table}\n```"
+
+
+# --- sections --------------------------------------------------------------------------------
+
+
+def headline(args: argparse.Namespace) -> dict:
+    samples: dict[str, list[dict[str, float]]] = {"seed-cgan": [], "reference loop": []}
+    for repeat in range(args.repeats):
+        log_every = args.iterations // 10
+        samples["seed-cgan"].append(gankit_run("seed-cgan", 32, args.iterations, log_every))
+        samples["reference loop"].append(reference_run(args.reference, 32, args.iterations))
+        print(f"headline pair {repeat + 1}/{args.repeats} done", file=sys.stderr)
+    medians = {
+        name: {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        for name, runs in samples.items()
+    }
+    ratios = [
+        ref["ms_process"] / mine["ms_process"]
+        for mine, ref in zip(samples["seed-cgan"], samples["reference loop"], strict=True)
+    ]
+    return {"iterations": args.iterations, "repeats": args.repeats, "medians": medians,
+            "pair_ratios": ratios, "speedup": statistics.median(ratios)}  # fmt: skip
+
+
+def sweep(args: argparse.Namespace, gemm: float) -> dict:
+    rows = []
+    for batch in args.batch_sizes:
+        for preset in [*args.presets, "reference loop"]:
+            if preset == "reference loop":
+                result = reference_run(args.reference, batch, args.sweep_iterations)
+            else:
+                result = gankit_run(
+                    preset, batch, args.sweep_iterations, args.sweep_iterations // 4
+                )
+            flops = matmul_flops_per_iteration(
+                "seed-cgan" if preset == "reference loop" else preset, batch
+            )
+            rows.append({"config": preset, "batch": batch, **result, "gflop_per_iter": flops / 1e9,
+                         "gflops_achieved": flops / (result["ms_loop"] / 1000) / 1e9})  # fmt: skip
+            print(f"sweep {preset} batch {batch}: {result['ms_loop']:.1f} ms", file=sys.stderr)
+    for row in rows:
+        ref = next(
+            r for r in rows if r["config"] == "reference loop" and r["batch"] == row["batch"]
+        )
+        row["vs_reference_loop"] = (
+            ref["ms_loop"] / row["ms_loop"] if row["config"].startswith("seed-cgan") else None
+        )
+    return {"iterations": args.sweep_iterations, "gemm_gflops": gemm, "rows": rows}
+
+
+def threads(args: argparse.Namespace) -> dict:
+    rows = []
+    for preset in ("seed-cgan", "cdcgan"):
+        for count in (1, 2):
+            result = gankit_run(preset, BATCH_OF[preset], args.sweep_iterations,
+                                args.sweep_iterations // 4, "--threads", str(count))  # fmt: skip
+            rows.append({"config": preset, "threads": count, **result})
+    return {"rows": rows}
+
+
+def compile_section(args: argparse.Namespace) -> dict:
+    rows = []
+    iterations = 2 * args.sweep_iterations
+    for preset in ("seed-cgan", "cdcgan"):
+        for flag in ((), ("--compile",)):
+            result = gankit_run(preset, BATCH_OF[preset], iterations, iterations // 8, *flag)
+            rows.append({"config": preset, "compile": bool(flag), **result})
+    return {"iterations": iterations, "rows": rows}
+
+
+def memory(args: argparse.Namespace) -> dict:
+    rows = []
+    for preset in ("seed-cgan", "cdcgan"):
+        result = gankit_run(preset, BATCH_OF[preset], 200, 50, dataset="fashion-mnist")
+        rows.append({"config": preset, "dataset": "fashion-mnist", **result})
+    return {"rows": rows}
+
+
+def full(args: argparse.Namespace) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [sys.executable, "-m", "gankit", "train", "--preset", "seed-cgan", "--out",
+                   str(Path(tmp) / "run"), "--no-progress", "--seed", "1"]  # fmt: skip
+        seconds, peak, _ = run_process(command)
+    return {"seconds": seconds, "peak_mb": peak}
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+def render(results: dict) -> str:
+    machine = results["machine"]
+    lines = [f"Training speed on {machine} (2 threads unless stated).", ""]
+    if h := results.get("headline"):
+        mine, ref = h["medians"]["seed-cgan"], h["medians"]["reference loop"]
+        ratios = ", ".join(f"{r:.2f}" for r in h["pair_ratios"])
+        lines += [
+            f"**seed-cgan vs the reference loop, batch 32**: whole processes of {h['iterations']} "
+            f"iterations (grids and checkpoints off), alternated, median of {h['repeats']} pairs.",
+            "",
+            "| | s/process | ms/iter in the loop | start-up + exit s | peak MB |",
+            "|---|---|---|---|---|",
+        ]
+        for name, m in (("gankit seed-cgan", mine), ("reference loop", ref)):
+            process_s = m["ms_process"] * h["iterations"] / 1000
+            overhead = process_s - m["ms_loop"] * h["iterations"] / 1000
+            lines.append(
+                f"| {name} | {process_s:.1f} | {m['ms_loop']:.2f} | {overhead:.1f} | "
+                f"{m['peak_mb']:.0f} |"
+            )
+        lines += ["", f"Speed-up (median of the pairs' ratios): **{h['speedup']:.2f}x** "
+                  f"(pairs: {ratios}); target {TARGET_SPEEDUP}x.", ""]  # fmt: skip
+    if s := results.get("sweep"):
+        gemm = s["gemm_gflops"]
+        lines += [
+            f"**Presets x batch size** ({s['iterations']} iterations per process; in-loop time "
+            f"after the first window; this machine's large fp32 GEMM: {gemm:.0f} GFLOP/s).",
+            "",
+            "| config | batch | ms/iter | images/s | vs reference loop | GFLOP/iter | "
+            "matmul GFLOP/s (% of GEMM) | peak MB |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in s["rows"]:
+            vs = f"{r['vs_reference_loop']:.2f}x" if r["vs_reference_loop"] else "-"
+            lines.append(
+                f"| {r['config']} | {r['batch']} | {r['ms_loop']:.1f} | "
+                f"{1000 * r['batch'] / r['ms_loop']:.0f} | {vs} | {r['gflop_per_iter']:.3f} | "
+                f"{r['gflops_achieved']:.0f} ({100 * r['gflops_achieved'] / gemm:.0f}%) | "
+                f"{r['peak_mb']:.0f} |"
+            )
+        lines.append("")
+    if t := results.get("threads"):
+        lines += ["**Threads** (torch.set_num_threads; gankit keeps PyTorch's default, one per "
+                  "core):", "", "| config | threads | ms/iter |", "|---|---|---|"]  # fmt: skip
+        lines += [f"| {r['config']} | {r['threads']} | {r['ms_loop']:.1f} |" for r in t["rows"]]
+        lines.append("")
+    if c := results.get("compile"):
+        lines += [
+            f"**torch.compile on this CPU** ({c['iterations']} iterations; ms/iter after the "
+            "first window, which holds the compilation):",
+            "",
+            "| config | compile | ms/iter | first window s |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['config']} | {'yes' if r['compile'] else 'no'} | {r['ms_loop']:.1f} | "
+            f"{r['first_window_s']:.1f} |"
+            for r in c["rows"]
+        ]
+        lines.append("")
+    if m := results.get("memory"):
+        lines += ["**Peak resident memory, training on the full fashion-mnist** (60,000 images "
+                  "held as one tensor):", "", "| config | peak MB |", "|---|---|"]  # fmt: skip
+        lines += [f"| {r['config']} | {r['peak_mb']:.0f} |" for r in m["rows"]]
+        lines.append("")
+    if f := results.get("full"):
+        lines += [f"**Full seed-cgan run** (20,000 iterations, the preset's grids every 200 and "
+                  f"checkpoints every 1,000): {f['seconds']:.0f} s = {f['seconds'] / 60:.1f} min "
+                  f"(target under 9 min).", ""]  # fmt: skip
+    lines += targets(results)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def checks(results: dict) -> list[tuple[str, bool, str, tuple[str, int] | None]]:
+    """(target, met, measured, (preset, batch) to profile when missed) for each measured one."""
+    found = []
+    if h := results.get("headline"):
+        ok = h["speedup"] >= TARGET_SPEEDUP
+        found.append(("seed-cgan >= 1.3x the reference (whole processes)", ok,
+                      f"{h['speedup']:.2f}x", ("seed-cgan", 32)))  # fmt: skip
+    if s := results.get("sweep"):
+        row = next((r for r in s["rows"] if r["config"] == "seed-cgan" and r["batch"] == 256), None)
+        if row:
+            share = row["gflops_achieved"] / s["gemm_gflops"]
+            ok = share >= TARGET_GEMM_SHARE
+            found.append(("seed-cgan at batch 256: matmul FLOP/s >= 60% of GEMM", ok,
+                          f"{100 * share:.0f}%", ("seed-cgan", 256)))  # fmt: skip
+    if m := results.get("memory"):
+        peak = max(r["peak_mb"] for r in m["rows"])
+        found.append(("fashion-mnist training peak < 1.5 GB", peak < TARGET_PEAK_MB,
+                      f"{peak:.0f} MB", None))  # fmt: skip
+    if f := results.get("full"):
+        found.append(("20,000-iteration seed-cgan < 9 min", f["seconds"] < TARGET_FULL_S,
+                      f"{f['seconds'] / 60:.1f} min", ("seed-cgan", 32)))  # fmt: skip
+    return found
+
+
+def targets(results: dict) -> list[str]:
+    """The targets, met or not; a missed one comes with the profile that explains it."""
+    lines = ["**Targets**", "", "| target | met | measured |", "|---|---|---|"]
+    lines += [
+        f"| {name} | {'yes' if ok else 'no'} | {value} |" for name, ok, value, _ in checks(results)
+    ]
+    lines.append("")
+    for text in results.get("profiles", []):
+        lines += ["Where the time goes (a target was missed): " + text, ""]
+    return lines
+
+
+def missed_profiles(results: dict) -> list[str]:
+    wanted = {where for _, ok, _, where in checks(results) if not ok and where}
+    return [profile_table(*where) for where in sorted(wanted)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=3000)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--batch-sizes", default="32")
-    parser.add_argument("--presets", default="seed-gan,seed-cgan")
+    parser.add_argument("--sections", default=",".join(SECTIONS[:-1]))
+    parser.add_argument("--iterations", type=int, default=3000, help="per headline process")
+    parser.add_argument("--repeats", type=int, default=5, help="headline pairs")
+    parser.add_argument("--sweep-iterations", type=int, default=200)
+    parser.add_argument("--batch-sizes", default="32,64,256")
+    parser.add_argument("--presets", default="seed-gan,seed-cgan,dcgan,cdcgan")
     parser.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE)
     args = parser.parse_args()
-    batches = [int(b) for b in args.batch_sizes.split(",")]
-    presets = args.presets.split(",")
-    has_reference = args.reference.is_file()
+    args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    args.presets = args.presets.split(",")
+    sections = args.sections.split(",")
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
+    if not args.reference.is_file() and {"headline", "sweep"} & set(sections):
+        parser.error(f"reference loop not found: {args.reference} (pass --reference PATH)")
+    path = RESULTS / "bench_train.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    results = {k: v for k, v in results.items() if k in SECTIONS}  # older layouts are dropped
+    torch.set_num_threads(2)
     gemm = gemm_gflops()
-    samples: dict[tuple[str, int], list[dict[str, float]]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for repeat in range(args.repeats):
-            for batch in batches:
-                for preset in presets:
-                    result = gankit_run(preset, batch, args.iterations, Path(tmp) / "run")
-                    samples.setdefault((preset, batch), []).append(result)
-                    if has_reference and preset == "seed-cgan":
-                        ref = reference_run(args.reference, batch, args.iterations)
-                        samples.setdefault(("reference loop", batch), []).append(ref)
-            print(f"repeat {repeat + 1}/{args.repeats} done", file=sys.stderr)
-    rows = []
-    for (name, batch), runs in samples.items():
-        median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-        flops = matmul_flops_per_iteration(name if name != "reference loop" else "seed-cgan", batch)
-        rows.append({"config": name, "batch": batch, **median, "gflop_per_iter": flops / 1e9,
-                     "gflops_achieved": flops / (median["ms_loop"] / 1000) / 1e9})  # fmt: skip
-    for row in rows:
-        ref = next(
-            (r for r in rows if r["config"] == "reference loop" and r["batch"] == row["batch"]),
-            None,
-        )
-        row["speedup_vs_reference"] = ref["ms_process"] / row["ms_process"] if ref else None
-    write(rows, gemm, args)
-
-
-def write(rows: list[dict], gemm: float, args: argparse.Namespace) -> None:
-    cpu = platform.processor() or platform.machine()
-    machine = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
-    lines = [
-        f"Training speed ({args.iterations} iterations per process, median of {args.repeats}; "
-        f"{machine}; GEMM {gemm:.0f} GFLOP/s)",
-        "",
-        "| config | batch | ms/iter (process) | ms/iter (loop) | images/s | speed-up vs reference "
-        "| GFLOP/iter | matmul GFLOP/s (% of GEMM) | peak MB |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        speedup = f"{r['speedup_vs_reference']:.2f}x" if r["speedup_vs_reference"] else "-"
-        lines.append(
-            f"| {r['config']} | {r['batch']} | {r['ms_process']:.2f} | {r['ms_loop']:.2f} | "
-            f"{1000 * r['batch'] / r['ms_loop']:.0f} | {speedup} | {r['gflop_per_iter']:.3f} | "
-            f"{r['gflops_achieved']:.0f} ({100 * r['gflops_achieved'] / gemm:.0f}%) | "
-            f"{r['peak_mb']:.0f} |"
-        )
-    text = "\n".join(lines)
+    results["machine"] = (
+        f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"GEMM {gemm:.0f} GFLOP/s"
+    )
+    for section in sections:
+        if section == "headline":
+            results["headline"] = headline(args)
+        elif section == "sweep":
+            results["sweep"] = sweep(args, gemm)
+        elif section == "compile":
+            results["compile"] = compile_section(args)
+        else:
+            results[section] = globals()[section](args)
+    results["profiles"] = missed_profiles(results)
+    text = render(results)
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "bench_train.md").write_text(text + "\n")
-    (RESULTS / "bench_train.json").write_text(
-        json.dumps({"gemm_gflops": gemm, "rows": rows}, indent=2)
-    )
+    (RESULTS / "bench_train.md").write_text(text)
+    path.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":
