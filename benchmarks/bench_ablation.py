@@ -153,7 +153,8 @@ def main() -> None:
     with open(RESULTS / "bench_ablation.jsonl", "a") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
     every = [json.loads(x) for x in (RESULTS / "bench_ablation.jsonl").read_text().splitlines()]
-    text = write_table(every)
+    latest = {(r["config"], r["dataset"], r["seed"], r["budget_s"]): r for r in every}
+    text = write_table(list(latest.values()))  # a rerun replaces its row, in the first's place
     (RESULTS / "bench_ablation.md").write_text(text + "\n")
     print(write_table(rows))
 
