@@ -222,11 +222,14 @@ def memory(args: argparse.Namespace) -> dict:
 
 
 def full(args: argparse.Namespace) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "-m", "gankit", "train", "--preset", "seed-cgan", "--out",
-                   str(Path(tmp) / "run"), "--no-progress", "--seed", "1"]  # fmt: skip
-        seconds, peak, _ = run_process(command)
-    return {"seconds": seconds, "peak_mb": peak}
+    """The preset as it is, seed 1; its checkpoints are kept (deleting them or not costs the
+    same) so that bench_time_to_quality can score them with `--existing seed-cgan=RUN`."""
+    out = ROOT / "benchmarks" / "_work" / "full-seed-cgan-s1"
+    command = [sys.executable, "-m", "gankit", "train", "--preset", "seed-cgan", "--out",
+               str(out), "--overwrite", "--no-progress", "--seed", "1",
+               "--set", "schedule.keep_checkpoints=1000"]  # fmt: skip
+    seconds, peak, _ = run_process(command)
+    return {"seconds": seconds, "peak_mb": peak, "run": str(out.relative_to(ROOT))}
 
 
 # --- report ----------------------------------------------------------------------------------
