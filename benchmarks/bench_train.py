@@ -139,7 +139,7 @@ def profile_table(preset: str, batch: int, iterations: int = 30, rows: int = 12)
         for _ in range(iterations):
             train_iteration(state, images, labels, config, options)
     table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
-    return f"{preset}, batch {batch}, {iterations} iterations:\n```\n{table}\n```"
+    return f"{preset}, batch {batch}, {iterations} iterations\n```\n{table}\n```"
 
 
 # --- sections --------------------------------------------------------------------------------
@@ -340,7 +340,9 @@ def targets(results: dict) -> list[str]:
     ]
     lines.append("")
     for text in results.get("profiles", []):
-        lines += ["Where the time goes (a target was missed): " + text, ""]
+        title, table = text.split("\n", 1)
+        lines += [f"<details><summary>Where the time goes (a target was missed): {title}"
+                  "</summary>", "", table, "", "</details>", ""]  # fmt: skip
     return lines
 
 
@@ -361,7 +363,7 @@ def main() -> None:
     args = parser.parse_args()
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     args.presets = args.presets.split(",")
-    sections = args.sections.split(",")
+    sections = [x for x in args.sections.split(",") if x]  # none: re-render the saved results
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
