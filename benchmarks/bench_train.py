@@ -374,10 +374,7 @@ def main() -> None:
     results = {k: v for k, v in results.items() if k in SECTIONS}  # older layouts are dropped
     torch.set_num_threads(2)
     gemm = gemm_gflops()
-    results["machine"] = (
-        f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"GEMM {gemm:.0f} GFLOP/s"
-    )
+    results["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
     RESULTS.mkdir(parents=True, exist_ok=True)
     for section in sections:
         if section == "headline":
