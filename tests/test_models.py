@@ -1,11 +1,13 @@
 import itertools
+import math
 
+import numpy as np
 import pytest
 import torch
 
 from gankit.config import ModelConfig, load_preset
 from gankit.models import ARCHITECTURES, CONDITIONING, build_models
-from gankit.models.layers import ConditionalBatchNorm
+from gankit.models.layers import ConditionalBatchNorm, Dropout, dropout_mask
 
 
 def count(module):
@@ -118,3 +120,49 @@ def test_unknown_names_raise():
         build_models(ModelConfig(architecture="resnet"), (1, 28, 28), 10)
     with pytest.raises(ValueError, match="unknown conditioning 'add'"):
         build_models(ModelConfig(conditioning="add"), (1, 28, 28), 10)
+
+
+def expected_keep(seed, shape, p):
+    """The mask's keep decisions recomputed plainly: 64-bit draws from the seeded default
+    generator, split into little-endian 16-bit integers, kept when (x + 32768) / 65536 < 1 - p."""
+    torch.manual_seed(seed)
+    n = math.prod(shape)
+    words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), 2**63 - 1)
+    halves = np.frombuffer(words.numpy().tobytes(), dtype="<i2")[:n].astype(np.int64)
+    return torch.from_numpy((halves + 32768) >= 65536 - round((1 - p) * 65536)).view(shape)
+
+
+@pytest.mark.parametrize("p", [0.4, 0.1, 0.75])
+def test_dropout_matches_its_definition(p):
+    x = torch.randn(37, 53, requires_grad=True)  # not a multiple of 4 elements
+    torch.manual_seed(3)
+    y = Dropout(p)(x)
+    keep = expected_keep(3, x.shape, p)
+    torch.testing.assert_close(y, torch.where(keep, x / (1 - p), 0.0), rtol=1e-6, atol=0)
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, keep.float() / (1 - p), rtol=1e-6, atol=0)
+
+
+def test_dropout_rate_and_scale_are_those_of_nn_dropout():
+    p, n = 0.4, 1 << 20
+    torch.manual_seed(0)
+    mask = dropout_mask((n // 4, 4), p)
+    kept = mask > 0
+    tol = 5 * math.sqrt(p * (1 - p) / (n // 4))  # 5 sigma of a binomial share
+    # every position of a 64-bit word is used alike (a biased top bit would show at column 3)
+    for column in range(4):
+        assert abs(kept[:, column].float().mean().item() - (1 - p)) < tol
+    assert mask.unique().tolist() == [0.0, pytest.approx(1 / (1 - p))]
+    assert abs(mask.double().mean().item() - 1.0) < 5 * tol
+    neighbours = (kept[:, :-1] & kept[:, 1:]).float().mean().item()  # independent draws
+    assert abs(neighbours - (1 - p) ** 2) < 2 * tol
+
+
+def test_dropout_is_identity_in_eval_mode_and_at_rate_zero():
+    x = torch.randn(8, 16)
+    assert torch.equal(Dropout(0.4).eval()(x), x)
+    assert torch.equal(Dropout(0.0)(x), x)
+    torch.manual_seed(1)
+    a = Dropout(0.4)(x)
+    torch.manual_seed(1)
+    assert torch.equal(Dropout(0.4)(x), a)  # the default generator's seed decides the mask

@@ -8,7 +8,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import scipy.linalg
 import torch
 
 
@@ -38,6 +37,8 @@ def frechet_distance(
             f"shapes differ: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape}"
         )
     diff = mu1 - mu2
+    import scipy.linalg  # here, not at the top: 0.5 s that training without evaluation skips
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
         covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)

@@ -1,6 +1,8 @@
-"""Blocks shared by the architectures: label conditioning and weight initialisation."""
+"""Blocks shared by the architectures: label conditioning, dropout and weight initialisation."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -194,3 +196,37 @@ def apply_spectral_norm(module: nn.Module) -> None:
     for layer in list(module.modules()):
         if isinstance(layer, (nn.Linear, nn.Conv2d, nn.Embedding)):
             nn.utils.parametrizations.spectral_norm(layer)
+
+
+class Dropout(nn.Dropout):
+    """`nn.Dropout` whose CPU masks come from 16-bit random draws, 4 per 64-bit word.
+
+    Written by hand because PyTorch's CPU `bernoulli_` draws one full random number per element
+    and costs about 16 ns per element: 15% of seed-cgan's step at batch 256. This mask costs
+    about 3 ns per element. An element is kept with probability round((1 - p) * 2^16) / 2^16
+    (within 2^-17 of 1 - p; PyTorch's CUDA dropout quantises to floats in the same way) and
+    kept elements are scaled by 1 / (1 - p), as `nn.Dropout` does. The draws come from torch's
+    default CPU generator, so `torch.manual_seed` and the checkpointed RNG state cover them.
+    Other devices use PyTorch's own dropout (fused there).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or x.device.type != "cpu":
+            return super().forward(x)
+        return x * dropout_mask(x.shape, self.p).to(x.dtype)
+
+
+def dropout_mask(
+    shape: torch.Size | tuple[int, ...], p: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """A float32 CPU mask of `shape`: 1 / (1 - p) where kept, 0 where dropped."""
+    n = math.prod(shape)
+    words = torch.empty((n + 3) // 4, dtype=torch.int64)
+    # the whole int64 range, so all 16 bits of every int16 view are uniform (random_() alone
+    # would leave the top bit of each word at 0)
+    words.random_(-(2**63), 2**63 - 1, generator=generator)
+    draws = words.view(torch.int16)[:n].view(shape)  # uniform in [-32768, 32767]
+    threshold = 32768 - round((1 - p) * 65536)  # keep draws >= threshold
+    scale = 1 / (1 - p)
+    # (draw - threshold + 1) is >= 1 exactly when the element is kept, <= 0 otherwise
+    return draws.float().sub_(threshold - 1).mul_(scale).clamp_(0, scale)

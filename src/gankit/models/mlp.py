@@ -12,6 +12,7 @@ from gankit.models.layers import (
     CONDITIONING,
     D_INPUT,
     G_INPUT,
+    Dropout,
     OutputHead,
     batch_norm,
     check_labels,
@@ -84,7 +85,7 @@ class MLPDiscriminator(nn.Module):
         for out, rate in zip(hidden, dropout, strict=True):
             layers += [nn.Linear(width, out), nn.LeakyReLU(leaky_slope)]
             if rate > 0:
-                layers.append(nn.Dropout(rate))
+                layers.append(Dropout(rate))
             width = out
         self.net = nn.Sequential(*layers)
         self.head = OutputHead(width, num_classes, conditioning)

@@ -24,6 +24,7 @@ from gankit.losses import (
     gradient_penalty,
     r1_penalty,
 )
+from gankit.training.optim import Optimizer
 
 Augment = Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
 
@@ -126,7 +127,7 @@ def _d_term(
 
 def discriminator_step(
     discriminator: nn.Module,
-    opt_d: torch.optim.Optimizer,
+    opt_d: Optimizer,
     real_images: torch.Tensor,
     real_labels: torch.Tensor | None,
     fake_images: torch.Tensor,
@@ -170,7 +171,7 @@ def discriminator_step(
 def generator_step(
     generator: nn.Module,
     discriminator: nn.Module,
-    opt_g: torch.optim.Optimizer,
+    opt_g: Optimizer,
     z: torch.Tensor,
     labels: torch.Tensor | None,
     options: StepOptions,
