@@ -63,6 +63,7 @@ def gankit_run(
     return {
         "ms_process": 1000 * seconds / iterations,
         "ms_loop": statistics.median(steady),
+        "ms_loop_all": statistics.mean(windows),  # warm-up included, as the reference reports
         "first_window_s": windows[0] * log_every / 1000,
         "peak_mb": peak,
     }
@@ -75,19 +76,30 @@ def reference_run(script: Path, batch: int, iterations: int) -> dict[str, float]
     return {"ms_process": 1000 * seconds / iterations, "ms_loop": ms_loop, "peak_mb": peak}
 
 
+# Starts the measured command from a fresh, small process. Linux's ru_maxrss of a child counts
+# the memory it inherited at fork (this script holds hundreds of MB once torch has run here), so
+# a child forked from this process would report at least this process's peak.
+LAUNCHER = """
+import json, os, subprocess, sys, time
+start = time.perf_counter()
+child = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(child.pid, 0)
+seconds = time.perf_counter() - start
+with open(sys.argv[1], "w") as f:
+    json.dump([seconds, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)], f)
+"""
+
+
 def run_process(command: list[str]) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS in MB, stdout) of one child process (os.wait4 gives its rusage)."""
-    start = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        process = subprocess.Popen(command, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        seconds = time.perf_counter() - start
-        out.seek(0)
-        err.seek(0)
-        if process.returncode:
-            raise RuntimeError(f"{' '.join(command)} failed:\n{err.read()[-2000:]}")
-        return seconds, usage.ru_maxrss / 1024, out.read()
+    """(wall seconds, peak RSS in MB, stdout) of one child process, started by LAUNCHER."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "usage.json"
+        launched = [sys.executable, "-c", LAUNCHER, str(report), *command]
+        done = subprocess.run(launched, capture_output=True, text=True)
+        seconds, peak_mb, code = json.loads(report.read_text())
+    if code:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+    return seconds, peak_mb, done.stdout
 
 
 def gemm_gflops(size: int = 2048, repeats: int = 10) -> float:
@@ -165,15 +177,22 @@ def headline(args: argparse.Namespace) -> dict:
 
 
 def sweep(args: argparse.Namespace, gemm: float) -> dict:
+    """Per batch size, --sweep-repeats rounds over every config in turn; medians per config."""
     rows = []
     for batch in args.batch_sizes:
-        for preset in [*args.presets, "reference loop"]:
-            if preset == "reference loop":
-                result = reference_run(args.reference, batch, args.sweep_iterations)
-            else:
-                result = gankit_run(
-                    preset, batch, args.sweep_iterations, args.sweep_iterations // 4
-                )
+        configs = [*args.presets, "reference loop"]
+        runs: dict[str, list[dict[str, float]]] = {preset: [] for preset in configs}
+        for _ in range(args.sweep_repeats):
+            for preset in configs:
+                if preset == "reference loop":
+                    result = reference_run(args.reference, batch, args.sweep_iterations)
+                else:
+                    result = gankit_run(
+                        preset, batch, args.sweep_iterations, args.sweep_iterations // 4
+                    )
+                runs[preset].append(result)
+        for preset in configs:
+            result = {k: statistics.median(r[k] for r in runs[preset]) for k in runs[preset][0]}
             flops = matmul_flops_per_iteration(
                 "seed-cgan" if preset == "reference loop" else preset, batch
             )
@@ -184,13 +203,14 @@ def sweep(args: argparse.Namespace, gemm: float) -> dict:
         ref = next(
             r for r in rows if r["config"] == "reference loop" and r["batch"] == row["batch"]
         )
-        row["vs_reference_loop"] = (
-            ref["ms_loop"] / row["ms_loop"] if row["config"].startswith("seed-cgan") else None
+        row["vs_reference_loop"] = (  # both over all iterations: the reference reports that
+            ref["ms_loop"] / row["ms_loop_all"] if row["config"].startswith("seed-cgan") else None
         )
     gemm = max(gemm, gemm_gflops())  # the better of before and after: noise only lowers it
     for row in rows:
         row["gemm_share"] = row["gflops_achieved"] / gemm
-    return {"iterations": args.sweep_iterations, "gemm_gflops": gemm, "rows": rows}
+    return {"iterations": args.sweep_iterations, "repeats": args.sweep_repeats,
+            "gemm_gflops": gemm, "rows": rows}  # fmt: skip
 
 
 def threads(args: argparse.Namespace) -> dict:
@@ -250,18 +270,21 @@ def render(results: dict) -> str:
         ]
         for name, m in (("gankit seed-cgan", mine), ("reference loop", ref)):
             process_s = m["ms_process"] * h["iterations"] / 1000
-            overhead = process_s - m["ms_loop"] * h["iterations"] / 1000
+            loop = m.get("ms_loop_all", m["ms_loop"])  # both: mean over all iterations
+            overhead = process_s - loop * h["iterations"] / 1000
             lines.append(
-                f"| {name} | {process_s:.1f} | {m['ms_loop']:.2f} | {overhead:.1f} | "
-                f"{m['peak_mb']:.0f} |"
+                f"| {name} | {process_s:.1f} | {loop:.2f} | {overhead:.1f} | {m['peak_mb']:.0f} |"
             )
         lines += ["", f"Speed-up (median of the pairs' ratios): **{h['speedup']:.2f}x** "
                   f"(pairs: {ratios}); target {TARGET_SPEEDUP}x.", ""]  # fmt: skip
     if s := results.get("sweep"):
         gemm = s["gemm_gflops"]
         lines += [
-            f"**Presets x batch size** ({s['iterations']} iterations per process; in-loop time "
-            f"after the first window; this machine's large fp32 GEMM: {gemm:.0f} GFLOP/s).",
+            f"**Presets x batch size** ({s['iterations']} iterations per process, median of "
+            f"{s.get('repeats', 1)} processes alternated; in-loop time after the first window "
+            "(the reference reports its mean over all iterations, so 'vs reference loop' divides "
+            "it by gankit's mean over all iterations); this machine's large fp32 GEMM: "
+            f"{gemm:.0f} GFLOP/s).",
             "",
             "| config | batch | ms/iter | images/s | vs reference loop | GFLOP/iter | "
             "matmul GFLOP/s (% of GEMM) | peak MB |",
@@ -357,6 +380,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=3000, help="per headline process")
     parser.add_argument("--repeats", type=int, default=5, help="headline pairs")
     parser.add_argument("--sweep-iterations", type=int, default=200)
+    parser.add_argument("--sweep-repeats", type=int, default=3, help="processes per config")
     parser.add_argument("--batch-sizes", default="32,64,256")
     parser.add_argument("--presets", default="seed-gan,seed-cgan,dcgan,cdcgan")
     parser.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE)
