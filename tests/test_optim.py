@@ -95,3 +95,13 @@ def test_bad_inputs_raise():
     state = torch.optim.Adam(nn.Linear(2, 2).parameters(), lr=1e-3).state_dict()
     with pytest.raises(ValueError, match="one group of 4"):
         opt.load_state_dict(state)
+
+
+def test_state_of_another_shape_is_refused():
+    torch.manual_seed(0)
+    other = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 4))  # last layer 4 wide
+    opt_other = Adam(other.parameters(), **HYPER)
+    run(other, opt_other, 1)
+    opt = Adam(model().parameters(), **HYPER)
+    with pytest.raises(ValueError, match=r"parameter 2 has shape \(4, 5\)"):
+        opt.load_state_dict(opt_other.state_dict())

@@ -120,6 +120,11 @@ class Adam:
         self.state = {}
         for i, saved in state_dict["state"].items():
             p = self.params[group["params"].index(int(i))]
+            if saved["exp_avg"].shape != p.shape:
+                raise ValueError(
+                    f"optimizer state for parameter {i} has shape "
+                    f"{tuple(saved['exp_avg'].shape)}; the parameter has {tuple(p.shape)}"
+                )
             state = self._init_state(p)
             state["step"].copy_(torch.as_tensor(saved["step"]))
             state["exp_avg"].copy_(saved["exp_avg"])
