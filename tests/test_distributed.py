@@ -16,6 +16,7 @@ from conftest import tiny_config
 from gankit.checkpoint import list_checkpoints, load_checkpoint
 from gankit.cli import main
 from gankit.data import load_dataset
+from gankit.models.dropout import Dropout
 from gankit.training.distributed import World
 from gankit.training.state import build_state
 from gankit.training.step import StepOptions, discriminator_step, generator_step, make_fakes
@@ -70,7 +71,45 @@ def _worker(rank, world_size, port, tiny_npz, out):
     if rank == 0:
         torch.save({**state.generator.state_dict(), **{f"d.{k}": v for k, v in
                     state.discriminator.state_dict().items()}}, out)  # fmt: skip
+    dist.barrier()  # neither rank tears gloo down while the other still sends
     dist.destroy_process_group()
+
+
+def _dropout_worker(rank, world_size, port, tiny_npz, out):
+    """Records the masks of D's dropout layers on this rank for one forward pass."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    torch.set_num_threads(1)
+    config = tiny_config(tiny_npz)  # seed-cgan: dropout 0.4 after D's 2nd and 3rd layers
+    state = build_state(config, load_dataset(str(tiny_npz)), torch.device("cpu"),
+                        World(rank, world_size, rank))  # fmt: skip
+    masks = []
+    for layer in state.discriminator.modules():
+        if isinstance(layer, Dropout):
+            layer.register_forward_hook(lambda m, inputs, output: masks.append(output != 0))
+    images = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    state.discriminator(images, torch.arange(8))
+    torch.save(masks, f"{out}.{rank}")
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ranks_draw_different_dropout_masks(tmp_path, tiny_npz):
+    out = tmp_path / "masks"
+    mp.spawn(_dropout_worker, args=(2, free_port(), tiny_npz, str(out)), nprocs=2, join=True)
+    rank0, rank1 = (torch.load(f"{out}.{r}", weights_only=True) for r in range(2))
+    assert len(rank0) == len(rank1) == 2
+    for a, b in zip(rank0, rank1, strict=True):
+        assert 0.4 < a.float().mean() < 0.8  # a dropout of 0.4 at work on both ranks
+        assert not torch.equal(a, b)  # same seed, same input: only the streams differ
 
 
 def test_two_processes_equal_one_with_the_global_batch(tmp_path, tiny_npz):
@@ -119,10 +158,11 @@ def test_two_process_run_writes_one_folder_and_resumes_exactly(tmp_path, config_
     rows = [json.loads(x) for x in (straight / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 4, 6]  # one row per log step, not one per rank
     checkpoint = load_checkpoint(list_checkpoints(straight)[-1])
+    assert checkpoint.config["model"]["d_dropout"] == [0.0, 0.4, 0.4]  # seed-cgan's dropout on
     assert len(checkpoint.rng["ranks"]) == 2
-    assert not torch.equal(
-        checkpoint.rng["ranks"][0]["training"], checkpoint.rng["ranks"][1]["training"]
-    )
+    for stream in ("training", "dropout"):
+        states = [checkpoint.rng["ranks"][r][stream] for r in range(2)]
+        assert not torch.equal(*states), stream
     assert main(["sample", str(straight), "--n", "10", "--out", str(tmp_path / "s.npz")]) == 0
     result = torchrun(["--config", str(config_file), "--out", str(split), "--iterations", "2"])
     assert result.returncode == 0, result.stderr

@@ -1,13 +1,13 @@
 import itertools
 import math
 
-import numpy as np
 import pytest
 import torch
 
 from gankit.config import ModelConfig, load_preset
 from gankit.models import ARCHITECTURES, CONDITIONING, build_models
-from gankit.models.layers import ConditionalBatchNorm, Dropout, dropout_mask
+from gankit.models.dropout import Dropout, set_dropout_generator
+from gankit.models.normalization import ConditionalBatchNorm
 
 
 def count(module):
@@ -122,47 +122,79 @@ def test_unknown_names_raise():
         build_models(ModelConfig(conditioning="add"), (1, 28, 28), 10)
 
 
-def expected_keep(seed, shape, p):
-    """The mask's keep decisions recomputed plainly: 64-bit draws from the seeded default
-    generator, split into little-endian 16-bit integers, kept when (x + 32768) / 65536 < 1 - p."""
-    torch.manual_seed(seed)
-    n = math.prod(shape)
-    words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), 2**63 - 1)
-    halves = np.frombuffer(words.numpy().tobytes(), dtype="<i2")[:n].astype(np.int64)
-    return torch.from_numpy((halves + 32768) >= 65536 - round((1 - p) * 65536)).view(shape)
-
-
-@pytest.mark.parametrize("p", [0.4, 0.1, 0.75])
-def test_dropout_matches_its_definition(p):
-    x = torch.randn(37, 53, requires_grad=True)  # not a multiple of 4 elements
+def test_torch_dropout_equals_nn_dropout_bit_for_bit():
+    x = torch.randn(37, 53, requires_grad=True)
     torch.manual_seed(3)
-    y = Dropout(p)(x)
-    keep = expected_keep(3, x.shape, p)
-    torch.testing.assert_close(y, torch.where(keep, x / (1 - p), 0.0), rtol=1e-6, atol=0)
+    expected = torch.nn.Dropout(0.4)(x)
+    torch.manual_seed(3)
+    y = Dropout(0.4, "torch")(x)  # no generator set: torch's global one, as nn.Dropout
+    assert torch.equal(y, expected)
     y.sum().backward()
-    torch.testing.assert_close(x.grad, keep.float() / (1 - p), rtol=1e-6, atol=0)
+    assert torch.equal(x.grad, (expected != 0).float() / 0.6)
 
 
-def test_dropout_rate_and_scale_are_those_of_nn_dropout():
-    p, n = 0.4, 1 << 20
+def test_dropout_draws_only_from_its_own_generator():
+    x = torch.randn(64, 32)
+    layer = Dropout(0.4, "torch")
+    layer.generator = torch.Generator().manual_seed(5)
     torch.manual_seed(0)
-    mask = dropout_mask((n // 4, 4), p)
-    kept = mask > 0
-    tol = 5 * math.sqrt(p * (1 - p) / (n // 4))  # 5 sigma of a binomial share
-    # every position of a 64-bit word is used alike (a biased top bit would show at column 3)
-    for column in range(4):
-        assert abs(kept[:, column].float().mean().item() - (1 - p)) < tol
-    assert mask.unique().tolist() == [0.0, pytest.approx(1 / (1 - p))]
-    assert abs(mask.double().mean().item() - 1.0) < 5 * tol
-    neighbours = (kept[:, :-1] & kept[:, 1:]).float().mean().item()  # independent draws
+    global_state = torch.get_rng_state()
+    a = layer(x)
+    assert torch.equal(torch.get_rng_state(), global_state)  # the global RNG is untouched
+    layer.generator = torch.Generator().manual_seed(5)
+    assert torch.equal(layer(x), a)  # the stream decides the mask
+    layer.generator = torch.Generator().manual_seed(6)
+    assert not torch.equal(layer(x), a)
+
+
+def keep_share_tolerance(p, n):
+    return 5 * math.sqrt(p * (1 - p) / n)  # 5 sigma of a binomial share
+
+
+@pytest.mark.parametrize("p", [0.1, 0.4, 0.75])
+def test_fast_dropout_has_nn_dropouts_statistics(p):
+    """The fast mask against nn.Dropout's own output: keep rate (in every position of a 64-bit
+    word), the values kept elements take, independence of neighbours, and the gradient."""
+    rows = 1 << 18
+    ones = torch.ones(rows, 4)
+    torch.manual_seed(0)
+    reference = torch.nn.Dropout(p)(ones)
+    layer = Dropout(p, "fast")
+    layer.generator = torch.Generator().manual_seed(0)
+    fast = layer(ones)
+    tol = keep_share_tolerance(p, rows)
+    for column in range(4):  # a biased top bit of the word would show at column 3
+        fast_rate = (fast[:, column] > 0).float().mean().item()
+        reference_rate = (reference[:, column] > 0).float().mean().item()
+        assert abs(fast_rate - (1 - p)) < tol
+        assert abs(fast_rate - reference_rate) < 2 * tol
+    assert fast.unique().tolist() == pytest.approx(reference.unique().tolist())
+    assert abs(fast.double().mean().item() - 1.0) < 5 * tol
+    kept = fast > 0
+    neighbours = (kept[:, :-1] & kept[:, 1:]).float().mean().item()
     assert abs(neighbours - (1 - p) ** 2) < 2 * tol
+    x = torch.randn(37, 53, requires_grad=True)  # not a multiple of 4 elements
+    y = layer(x)
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, (y != 0).float() / (1 - p), rtol=1e-6, atol=0)
+    torch.testing.assert_close(y, x.detach() * x.grad, rtol=1e-6, atol=0)
 
 
-def test_dropout_is_identity_in_eval_mode_and_at_rate_zero():
+@pytest.mark.parametrize("impl", ["torch", "fast"])
+def test_dropout_is_identity_in_eval_mode_and_at_rate_zero(impl):
     x = torch.randn(8, 16)
-    assert torch.equal(Dropout(0.4).eval()(x), x)
-    assert torch.equal(Dropout(0.0)(x), x)
-    torch.manual_seed(1)
-    a = Dropout(0.4)(x)
-    torch.manual_seed(1)
-    assert torch.equal(Dropout(0.4)(x), a)  # the default generator's seed decides the mask
+    assert torch.equal(Dropout(0.4, impl).eval()(x), x)
+    assert torch.equal(Dropout(0.0, impl)(x), x)
+    with pytest.raises(ValueError, match="dropout probability"):
+        Dropout(1.0, impl)
+    with pytest.raises(ValueError, match="unknown dropout impl"):
+        Dropout(0.4, "cudnn")
+
+
+def test_presets_choose_their_dropout():
+    for name in ("seed-gan", "seed-cgan"):  # the faithful presets: nn.Dropout's masks
+        assert load_preset(name).model.dropout_impl == "torch"
+    _, discriminator = build_models(load_preset("seed-cgan").model, (1, 28, 28), 10)
+    layers = [m for m in discriminator.modules() if isinstance(m, Dropout)]
+    assert [(m.p, m.impl) for m in layers] == [(0.4, "torch"), (0.4, "torch")]
+    assert set_dropout_generator(discriminator, torch.Generator()) == 2

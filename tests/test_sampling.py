@@ -72,7 +72,57 @@ def test_grid_with_titles():
         make_grid(pixels[:0], ncol=5)
 
 
-def test_run_grids_show_one_digit_per_class(cgan_run):
-    with Image.open(cgan_run / "images" / "2.png") as image:
-        width, height = image.size
-    assert width > 5 * 28 * 3 and height > 2 * 28 * 3  # 2x5 panels, scaled, titled
+class DigitStub(torch.nn.Module):
+    """A "generator" whose class is known: for label k it returns a real mnist-sample digit k
+    (the z-th one of that class, for the first coordinate z of the noise)."""
+
+    def __init__(self, dataset):
+        super().__init__()
+        self.num_classes, self.latent_dim, self.image_shape = 10, 4, (1, 28, 28)
+        self.by_class = [dataset.images[dataset.labels == k] for k in range(10)]
+
+    def forward(self, z, labels):
+        picks = z[:, 0].abs().mul(10).long()
+        return torch.stack([self.by_class[k][i] for k, i in zip(labels.tolist(), picks.tolist())])
+
+
+def panels(path):
+    """The image panels of a grid PNG in reading order, each downscaled to 28x28, found as the
+    large connected dark regions of the picture (each panel's black background; title text
+    makes only small regions), without knowing the grid's layout constants."""
+    from scipy import ndimage
+
+    pixels = np.asarray(Image.open(path).convert("L"))
+    regions, count = ndimage.label(pixels < 64)
+    boxes = [box for i, box in enumerate(ndimage.find_objects(regions), 1)
+             if (regions[box] == i).sum() > 1000]  # fmt: skip
+    boxes.sort(key=lambda box: (box[0].start // 20, box[1].start))  # rows, then columns
+    crops = [Image.fromarray(pixels[box]).resize((28, 28), Image.Resampling.BOX) for box in boxes]
+    return torch.from_numpy(np.stack([np.asarray(c) for c in crops]))
+
+
+def test_run_grids_show_one_digit_per_class(tmp_path, cgan_run):
+    from gankit.data import load_dataset
+    from gankit.metrics.features import as_float_images, load_extractor
+    from gankit.sampling import fixed_noise_grid
+
+    classifier = load_extractor("mnist-sample").model
+    stub = DigitStub(load_dataset("mnist-sample"))
+    z = torch.rand(10, 4, generator=torch.Generator().manual_seed(0))
+    grid = fixed_noise_grid(stub, z, torch.arange(10), tmp_path / "grid.png")
+    found = panels(grid)
+    assert found.shape == (10, 28, 28)
+    with torch.no_grad():
+        read = classifier(as_float_images(found.numpy())).argmax(1)
+    assert read.tolist() == list(range(10))  # the panel at position k shows a digit k
+    shuffled = fixed_noise_grid(stub, z, torch.arange(10).flip(0), tmp_path / "flipped.png")
+    with torch.no_grad():
+        read = classifier(as_float_images(panels(shuffled).numpy())).argmax(1)
+    assert read.tolist() == list(range(9, -1, -1))
+    # the run draws its grid the same way: its fixed noise, one label per class, in order
+    loaded = load_generator(cgan_run, str(cgan_run / "checkpoints" / "step_0000002.pt"))
+    fixed = torch.load(cgan_run / "fixed_noise.pt", weights_only=True)
+    assert fixed["labels"].tolist() == list(range(10))
+    again = fixed_noise_grid(loaded.model, fixed["z"], fixed["labels"], tmp_path / "again.png")
+    with Image.open(again) as a, Image.open(cgan_run / "images" / "2.png") as b:
+        assert np.array_equal(np.asarray(a), np.asarray(b))

@@ -1,6 +1,7 @@
 """EMA, DiffAugment, and every architecture x conditioning x loss training without NaNs."""
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -10,9 +11,10 @@ from gankit.augment import cutout, diff_augment, translate
 from gankit.config import available_presets, load_preset
 from gankit.data import load_dataset
 from gankit.losses import LOSSES
+from gankit.plots import read_metrics
 from gankit.models import ARCHITECTURES, CONDITIONING
-from gankit.training import step as step_module
-from gankit.training.loop import build_state, train, train_iteration, update_ema
+from gankit.training.loop import build_state, train, train_iteration
+from gankit.training.optim import ema_decay, update_ema
 from gankit.training.step import StepOptions
 
 
@@ -25,8 +27,6 @@ def test_ema_update_rule():
 
 
 def test_ema_warm_up():
-    from gankit.training.loop import ema_decay
-
     assert ema_decay(0.999, 0) == pytest.approx(0.1)
     assert ema_decay(0.999, 90) == pytest.approx(0.91)
     assert ema_decay(0.999, 1_000_000) == 0.999
@@ -40,13 +40,57 @@ def test_diffaugment_keeps_shapes_and_is_differentiable():
     assert images.grad is not None and images.grad.abs().sum() > 0
 
 
-def test_translation_and_cutout_by_hand():
-    image = torch.full((1, 1, 8, 8), 1.0)
-    shifted = translate(image, ratio=0.125, generator=torch.Generator().manual_seed(3))
-    # a shift of at most 1 pixel uncovers at most one row and one column, filled with -1
-    assert (shifted == -1).sum() <= 15 and set(shifted.unique().tolist()) <= {-1.0, 1.0}
-    cut = cutout(image, ratio=0.5, generator=torch.Generator().manual_seed(0))
-    assert 0 < (cut == -1).sum() <= 16
+def paper_translation(images, ratio, generator):
+    """Zhao et al.'s rand_translation, element by element: out[i, :, r, c] is
+    image[i, :, r + dy_i, c + dx_i] where that lies inside the image, else the background (-1).
+    The shifts are drawn as the authors draw them: dy for all images, then dx, each uniform in
+    [-s, s] with s = int(size * ratio + 0.5)."""
+    n, _, height, width = images.shape
+    sh, sw = int(height * ratio + 0.5), int(width * ratio + 0.5)
+    dy = torch.randint(-sh, sh + 1, (n, 1, 1), generator=generator)
+    dx = torch.randint(-sw, sw + 1, (n, 1, 1), generator=generator)
+    out = torch.full_like(images, -1.0)
+    for i in range(n):
+        for r in range(height):
+            for c in range(width):
+                rr, cc = r + int(dy[i]), c + int(dx[i])
+                if 0 <= rr < height and 0 <= cc < width:
+                    out[i, :, r, c] = images[i, :, rr, cc]
+    return out, dy.flatten(), dx.flatten()
+
+
+def paper_cutout(images, ratio, generator):
+    """Zhao et al.'s rand_cutout, element by element: a (ch, cw) square with its centre at
+    (top, left), drawn in [0, H + 1 - ch % 2) and [0, W + 1 - cw % 2), rows top - ch // 2 ..
+    top - ch // 2 + ch - 1 clipped to the image, set to the background (-1)."""
+    n, _, height, width = images.shape
+    ch, cw = int(height * ratio + 0.5), int(width * ratio + 0.5)
+    top = torch.randint(0, height + (1 - ch % 2), (n, 1, 1), generator=generator).flatten()
+    left = torch.randint(0, width + (1 - cw % 2), (n, 1, 1), generator=generator).flatten()
+    out = images.clone()
+    for i in range(n):
+        r0, c0 = int(top[i]) - ch // 2, int(left[i]) - cw // 2
+        for r in range(max(r0, 0), min(r0 + ch, height)):
+            for c in range(max(c0, 0), min(c0 + cw, width)):
+                out[i, :, r, c] = -1.0
+    return out
+
+
+def test_translation_follows_the_papers_formula():
+    images = torch.arange(6 * 2 * 8 * 8, dtype=torch.float32).view(6, 2, 8, 8) / 1000
+    shifted = translate(images, ratio=0.25, generator=torch.Generator().manual_seed(3))
+    expected, dy, dx = paper_translation(images, 0.25, torch.Generator().manual_seed(3))
+    assert torch.equal(shifted, expected)
+    assert ((dy != 0) | (dx != 0)).any()  # these draws do move images (not only identities)
+
+
+def test_cutout_follows_the_papers_formula():
+    images = torch.rand(8, 2, 9, 8, generator=torch.Generator().manual_seed(1))
+    for ratio in (0.5, 0.3):
+        cut = cutout(images, ratio=ratio, generator=torch.Generator().manual_seed(0))
+        expected = paper_cutout(images, ratio, torch.Generator().manual_seed(0))
+        assert torch.equal(cut, expected)
+        assert (cut == -1).any()
 
 
 def test_diffaugment_reaches_real_and_fake(tmp_path, tiny_npz, monkeypatch):
@@ -99,16 +143,28 @@ def test_r1_and_label_smoothing_and_d_steps_run(tmp_path, tiny_npz):
 def test_every_preset_trains_a_few_iterations(tmp_path, tiny_npz, name):
     preset = load_preset(name)
     overrides = {
-        "data.dataset": str(tiny_npz), "train.iterations": 2, "train.batch_size": 4,
-        "train.seed": 0, "schedule.sample_every": 2, "schedule.checkpoint_every": 2,
+        "data.dataset": str(tiny_npz), "train.iterations": 4, "train.batch_size": 4,
+        "train.seed": 0, "schedule.log_every": 2, "schedule.sample_every": 4,
+        "schedule.checkpoint_every": 4,
     }  # fmt: skip
     if preset.model.architecture == "mlp":
         overrides["model.g_hidden"] = [8, 8]
         overrides["model.d_hidden"] = [8] * len(preset.model.d_hidden)
     else:
         overrides["model.channels"] = 4
-    state = train(preset.with_overrides(overrides), tmp_path / "run")
-    assert state.step == 2
+    config = preset.with_overrides(overrides)
+    dataset = load_dataset(str(tiny_npz))
+    fresh = build_state(config, dataset, torch.device("cpu"))
+    z, labels = fresh.fixed_z[:4], None if fresh.fixed_labels is None else fresh.fixed_labels[:4]
+    before = fresh.sampler.eval()(z, labels)
+    state = train(config, tmp_path / "run")
+    assert state.step == 4
+    rows = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if "d_loss" in r]
+    assert [r["step"] for r in rows] == [2, 4]
+    for key in ("d_loss", "g_loss"):  # the losses moved between the two windows
+        assert math.isfinite(rows[1][key]) and rows[1][key] != rows[0][key], key
+    after = state.sampler.eval()(z, labels)
+    assert (after - before).abs().max() > 1e-4  # G's output changed
 
 
 def test_bad_combinations_are_refused(tiny_npz):
@@ -118,7 +174,6 @@ def test_bad_combinations_are_refused(tiny_npz):
         tiny_config(tiny_npz, **{"train.gp_weight": 10.0})
     with pytest.raises(ValueError, match="model.channels is required"):
         tiny_config(tiny_npz, **{"model.architecture": "dcgan"})
-    assert step_module.StepOptions  # the module is importable on its own
 
 
 def test_bf16_autocast_trains_with_fp32_losses(tiny_npz):

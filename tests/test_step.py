@@ -1,7 +1,9 @@
 """The D and G steps: what each changes, and the loop against a plain implementation."""
 
 import copy
+import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -76,19 +78,81 @@ def test_generator_step_changes_only_g(cgan, rng):
     assert out["g_loss"].ndim == 0
 
 
+class PlainGenerator(nn.Module):
+    """The reference G written plainly: [z * Embedding(y)] -> (Linear, LeakyReLU, BatchNorm)
+    blocks -> Linear -> tanh, with Keras' BatchNorm settings."""
+
+    def __init__(self, latent, hidden, pixels, classes, shape):
+        super().__init__()
+        self.embedding = nn.Embedding(classes, latent) if classes else None
+        layers, width = [], latent
+        for out in hidden:
+            layers += [nn.Linear(width, out), nn.LeakyReLU(0.2),
+                       nn.BatchNorm1d(out, momentum=0.2, eps=1e-3)]  # fmt: skip
+            width = out
+        self.net = nn.Sequential(*layers, nn.Linear(width, pixels), nn.Tanh())
+        self.shape = shape
+
+    def forward(self, z, y=None):
+        h = z * self.embedding(y) if self.embedding is not None else z
+        return self.net(h).view(-1, *self.shape)
+
+
+class PlainDiscriminator(nn.Module):
+    """The reference D: [x * Embedding(y)] -> (Linear, LeakyReLU[, Dropout]) blocks -> Linear
+    -> sigmoid."""
+
+    def __init__(self, hidden, dropout, pixels, classes):
+        super().__init__()
+        self.embedding = nn.Embedding(classes, pixels) if classes else None
+        layers, width = [], pixels
+        for out, rate in zip(hidden, dropout, strict=True):
+            layers += [nn.Linear(width, out), nn.LeakyReLU(0.2)]
+            layers += [nn.Dropout(rate)] if rate else []
+            width = out
+        self.net = nn.Sequential(*layers, nn.Linear(width, 1), nn.Sigmoid())
+
+    def forward(self, x, y=None):
+        h = x.flatten(1)
+        h = h * self.embedding(y) if self.embedding is not None else h
+        return self.net(h).squeeze(1)
+
+
+@torch.no_grad()
+def keras_init(module):
+    """Keras' defaults: Dense Glorot-uniform with zero bias, Embedding U(-0.05, 0.05)."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            limit = (6 / (layer.in_features + layer.out_features)) ** 0.5
+            layer.weight.uniform_(-limit, limit)
+            layer.bias.zero_()
+        elif isinstance(layer, nn.Embedding):
+            layer.weight.uniform_(-0.05, 0.05)
+
+
 def plain_reference_training(config, dataset):
-    """The reference algorithm written plainly (sigmoid + BCELoss, for-loop Adam), with the
-    same random draws as the loop, so the two must agree parameter by parameter."""
-    seed, quirks = config.train.seed, config.quirks
+    """The reference algorithm written plainly, without gankit.models or gankit's steps:
+    nn.Sequential networks, Keras init, nn.Dropout, sigmoid + BCELoss, for-loop Adam. Its
+    random draws follow gankit's contract (weights from torch.manual_seed(seed) in
+    construction order; batches, noise and labels from a generator seeded `seed`; dropout from
+    the stream seeded by SeedSequence((seed, rank 0, 1))), so the two must agree parameter by
+    parameter."""
+    seed, quirks, model = config.train.seed, config.quirks, config.model
     torch.manual_seed(seed)
     classes = dataset.num_classes if config.conditional else 0
-    G, D = build_models(config.model, dataset.image_shape, classes)
+    pixels = math.prod(dataset.image_shape)
+    G = PlainGenerator(model.latent_dim, model.g_hidden, pixels, classes, dataset.image_shape)
+    D = PlainDiscriminator(model.d_hidden, model.d_dropout, pixels, classes)
+    keras_init(G)
+    keras_init(D)
+    dropout_seed = np.random.SeedSequence([seed, 0, 1]).generate_state(1, np.uint64)[0]
+    torch.manual_seed(int(dropout_seed))  # from here on, the global RNG serves nn.Dropout only
     adam = dict(betas=(config.optim.beta1, config.optim.beta2), eps=config.optim.eps, foreach=False)
     opt_g = torch.optim.Adam(G.parameters(), lr=config.optim.lr_g, **adam)
     opt_d = torch.optim.Adam(D.parameters(), lr=config.optim.lr_d, **adam)
     rng = torch.Generator().manual_seed(seed)
     bce = nn.BCELoss()
-    B, latent = config.train.batch_size, config.model.latent_dim
+    B, latent = config.train.batch_size, model.latent_dim
     for _ in range(config.train.iterations):
         idx = torch.randint(len(dataset), (B,), generator=rng)
         real, y = dataset.images[idx], dataset.labels[idx] if classes else None
@@ -99,14 +163,14 @@ def plain_reference_training(config, dataset):
         G.train()
         for images, target in ((real, 1.0), (gen, 0.0)):
             opt_d.zero_grad()
-            loss = bce(torch.sigmoid(D(images, y)), torch.full((B,), target))
+            loss = bce(D(images, y), torch.full((B,), target))
             loss.backward()
             opt_d.step()
         if not quirks.reuse_noise:
             z = torch.randn(B, latent, generator=rng)
         y_g = torch.randint(classes, (B,), generator=rng) if classes else None
         opt_g.zero_grad()
-        g_loss = bce(torch.sigmoid(D(G(z, y_g), y_g)), torch.ones(B))
+        g_loss = bce(D(G(z, y_g), y_g), torch.ones(B))
         g_loss.backward()
         opt_g.step()
     return G, D
@@ -116,9 +180,12 @@ def plain_reference_training(config, dataset):
 def test_loop_matches_a_plain_implementation(tmp_path, tiny_npz, preset):
     config = tiny_config(tiny_npz, preset=preset, iterations=6)
     state = train(config, tmp_path / "run")
+    assert config.model.d_dropout[1] > 0 or preset == "seed-gan"  # dropout on in seed-cgan
     G, D = plain_reference_training(copy.deepcopy(config), load_dataset(str(tiny_npz)))
     # fused Adam vs for-loop Adam and softplus vs sigmoid+log differ in rounding only
     for mine, plain in ((state.generator, G), (state.discriminator, D)):
-        pairs = zip(mine.state_dict().items(), plain.state_dict().values(), strict=True)
-        for (name, a), b in pairs:
-            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+        mine_values = list(mine.state_dict().values())
+        plain_values = list(plain.state_dict().values())
+        assert len(mine_values) == len(plain_values)
+        for i, (a, b) in enumerate(zip(mine_values, plain_values, strict=True)):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=f"tensor {i}")

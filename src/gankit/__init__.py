@@ -1,11 +1,10 @@
 """gankit: train, sample and judge GANs and conditional GANs on small image datasets."""
 
-__version__ = "0.1.0"
-
-from gankit.config import RunConfig, load_preset  # noqa: E402
-from gankit.data import load_dataset  # noqa: E402
-from gankit.sampling import load_generator, sample, save_grid, to_uint8  # noqa: E402
-from gankit.training.loop import train  # noqa: E402
+from gankit._version import __version__
+from gankit.config import RunConfig, load_preset
+from gankit.data import load_dataset
+from gankit.sampling import load_generator, sample, save_grid, to_uint8
+from gankit.training.loop import train
 
 __all__ = [
     "RunConfig",

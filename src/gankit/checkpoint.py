@@ -15,9 +15,10 @@ from typing import Any
 
 import torch
 
-from gankit import __version__
+from gankit._version import __version__
 
-FORMAT = 1
+FORMAT = 2  # 2: torch.optim optimizers and D's own dropout stream ("dropout" in rng)
+READABLE_FORMATS = (1, 2)  # 1 resumes with a warning: its dropout drew from the global RNG
 _STEP_FILE = re.compile(r"step_(\d{7})\.pt$")
 
 
@@ -32,7 +33,8 @@ class Checkpoint:
         num_classes: classes of a conditional model, 0 for an unconditional one.
         generator, discriminator, generator_ema: state dicts (`generator_ema` may be None).
         opt_g, opt_d: optimizer state dicts.
-        rng: RNG states ("training", "torch", optionally "cuda").
+        rng: RNG states ("training", "dropout", "torch", optionally "cuda"), or
+            {"ranks": [...]} holding one such dict per rank.
         fixed_noise: {"z": (N, latent_dim), "labels": (N,) or None}.
         metrics: the last logged metrics row and evaluation figures.
         version: the gankit version that wrote it.
@@ -94,8 +96,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for corrupt files
         raise ValueError(f"checkpoint {str(path)!r} cannot be read: {error}") from error
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"checkpoint {str(path)!r} is not a gankit checkpoint of format {FORMAT}")
+    if not isinstance(payload, dict) or payload.get("format") not in READABLE_FORMATS:
+        raise ValueError(
+            f"checkpoint {str(path)!r} is not a gankit checkpoint of format "
+            f"{' or '.join(map(str, READABLE_FORMATS))}"
+        )
     payload.pop("format")
     payload["image_shape"] = tuple(payload["image_shape"])
     return Checkpoint(**payload)

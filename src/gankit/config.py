@@ -54,9 +54,12 @@ class ModelConfig:
     #                      "dcgan": N(0, 0.02); "torch": PyTorch's layer defaults
     channels: int | None = None  # base width c of the conv architectures (G: 4c-2c-c, D: c-2c-4c)
     spectral_norm: bool = False  # spectral normalisation of every D weight (Miyato et al. 2018)
+    dropout_impl: str = "torch"  # D's dropout masks: "torch" (bernoulli_, as nn.Dropout) or
+    #                              "fast" (16-bit draws on the CPU; statistically the same)
 
     def __post_init__(self) -> None:
         _check_choice("model.init", self.init, ("keras", "dcgan", "torch"))
+        _check_choice("model.dropout_impl", self.dropout_impl, ("torch", "fast"))
         _check_positive("model.channels", self.channels, allow_none=True)
         _check_positive("model.latent_dim", self.latent_dim)
         if len(self.d_dropout) != len(self.d_hidden):
@@ -77,8 +80,11 @@ class OptimConfig:
     beta1: float = 0.5  # Adam beta_1, both players
     beta2: float = 0.999  # Adam beta_2, both players
     eps: float = 1e-7  # Adam epsilon (Keras default 1e-7; PyTorch default 1e-8)
+    lr_decay: str = "none"  # "none", or "linear": both learning rates fall linearly to 0 at
+    #                         train.iterations (recomputed when a resume extends the run)
 
     def __post_init__(self) -> None:
+        _check_choice("optim.lr_decay", self.lr_decay, ("none", "linear"))
         _check_positive("optim.lr_g", self.lr_g)
         _check_positive("optim.lr_d", self.lr_d)
         for key in ("beta1", "beta2"):

@@ -1,4 +1,8 @@
-"""Plots of a run's metrics with matplotlib's Agg backend (imported here, nowhere else)."""
+"""Plots of a run's metrics with matplotlib's Agg backend.
+
+matplotlib is imported inside the functions that draw (here and in `metrics.memorisation`), so
+that training, sampling and serving start without it.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Generating images: load a trained generator, sample, convert, and draw grids.
 
-Grids are drawn with Pillow (a few lines; torchvision's `make_grid` is not available).
+Grids are drawn with numpy and Pillow in a few lines, so that gankit does without torchvision
+(whose wheels do not install beside every torch build).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import nn
 from gankit.checkpoint import load_checkpoint, resolve_checkpoint
 from gankit.config import RunConfig
 from gankit.models import build_models
+from gankit.models.conditioning import check_labels
 
 logger = logging.getLogger(__name__)
 
@@ -67,25 +69,6 @@ def balanced_labels(n: int, num_classes: int) -> torch.Tensor:
     counts = torch.full((num_classes,), n // num_classes, dtype=torch.int64)
     counts[: n % num_classes] += 1
     return torch.repeat_interleave(torch.arange(num_classes), counts)
-
-
-def check_labels(labels: torch.Tensor | None, num_classes: int) -> None:
-    """Raises ValueError for labels given to an unconditional model or outside 0..C-1."""
-    if labels is None:
-        if num_classes > 0:
-            raise ValueError(f"the model is conditional ({num_classes} classes): give labels")
-        return
-    if num_classes == 0:
-        raise ValueError("the model is unconditional: labels cannot be given")
-    if labels.is_floating_point():  # soft labels (N, C), for class morphing
-        if labels.dim() != 2 or labels.shape[1] != num_classes:
-            raise ValueError(
-                f"soft labels must have shape (N, {num_classes}), got {tuple(labels.shape)}"
-            )
-        return
-    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
-        bad = labels[(labels < 0) | (labels >= num_classes)][0].item()
-        raise ValueError(f"label {bad} is outside the model's classes 0..{num_classes - 1}")
 
 
 def draw_noise(

@@ -13,7 +13,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
-from gankit.sampling import check_labels, draw_noise, make_grid, sample, to_uint8
+from gankit.models.conditioning import check_labels
+from gankit.sampling import draw_noise, make_grid, sample, to_uint8
 
 
 def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

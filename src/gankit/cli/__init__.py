@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from gankit import __version__
+from gankit._version import __version__
 from gankit.cli.errors import UsageError
 from gankit.cli.evaluate import add_classifier_parser, add_evaluate_parser
 from gankit.cli.sample import add_sample_parser, add_serve_parser, add_visual_parsers

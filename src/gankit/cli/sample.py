@@ -31,7 +31,8 @@ def add_sample_parser(subparsers: Any) -> None:
 
 
 def requested_labels(args: argparse.Namespace, num_classes: int) -> torch.Tensor | None:
-    from gankit.sampling import balanced_labels, check_labels
+    from gankit.models.conditioning import check_labels
+    from gankit.sampling import balanced_labels
 
     if args.label is None and args.labels is None:
         return balanced_labels(args.n, num_classes) if num_classes else None

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from gankit import __version__
+from gankit._version import __version__
 from gankit.checkpoint import atomic_save
 from gankit.data import load_dataset
 from gankit.metrics.features import EXTRACTORS, DomainClassifier

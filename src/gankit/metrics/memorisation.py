@@ -1,8 +1,8 @@
 """Has G memorised its training set? Nearest training images of generated ones.
 
 Distances in two spaces: the domain classifier's features (what the metrics see) and raw
-pixels. A generated image much closer to one training image than real test images are to
-their nearest neighbours is a copy.
+pixels. `plot_neighbours` puts each generated image above its nearest training images, so that
+a person can tell a copy (a near-identical neighbour, small distances) from a look-alike.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ import torch
 from torch import nn
 
 from gankit.config import ModelConfig
+from gankit.models.conditioning import CONDITIONING
 from gankit.models.dcgan import DCGANDiscriminator, DCGANGenerator
-from gankit.models.layers import CONDITIONING, INITS, apply_spectral_norm
+from gankit.models.init import INITS, apply_spectral_norm
 from gankit.models.mlp import MLPDiscriminator, MLPGenerator
 
 ARCHITECTURES = {
@@ -53,7 +54,7 @@ def build_models(
         )  # fmt: skip
         discriminator = discriminator_class(
             image_shape, config.d_hidden, config.d_dropout, classes, config.conditioning,
-            config.leaky_slope,
+            config.leaky_slope, config.dropout_impl,
         )  # fmt: skip
     else:
         if config.channels is None:

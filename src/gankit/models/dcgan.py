@@ -8,17 +8,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gankit.models.layers import (
+from gankit.models.conditioning import (
     CONDITIONING,
-    D_INPUT,
-    G_INPUT,
+    INPUTS,
     OutputHead,
-    batch_norm,
     check_labels,
     embed,
     one_hot,
-    run_layers,
 )
+from gankit.models.normalization import batch_norm, run_layers
 
 
 def _check_shape(image_shape: tuple[int, int, int]) -> tuple[int, int]:
@@ -48,9 +46,9 @@ class DCGANGenerator(nn.Module):
         super().__init__()
         self.latent_dim, self.num_classes, self.image_shape = latent_dim, num_classes, image_shape
         self.h0, self.w0 = _check_shape(image_shape)
-        self.input_conditioned = G_INPUT[conditioning] != "none"
-        self.condition = CONDITIONING[G_INPUT[conditioning]](num_classes, latent_dim)
-        cbn = conditioning == "projection"
+        method = CONDITIONING[conditioning]
+        self.condition = INPUTS[method.g_input](num_classes, latent_dim)
+        cbn = method.g_batchnorm
 
         def norm(features: int, dims: int) -> nn.Module:
             return batch_norm(features, num_classes, cbn, dims, bn_momentum, bn_eps)
@@ -69,8 +67,8 @@ class DCGANGenerator(nn.Module):
         self.channels = c
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        check_labels(self.num_classes, labels)
-        h = self.condition(z, labels if self.input_conditioned else None)  # (N, latent [+ C])
+        check_labels(labels, self.num_classes, values=False)
+        h = self.condition(z, labels)  # (N, latent [+ C])
         h = run_layers(self.project, h, labels)  # (N, 4c * H/4 * W/4)
         h = h.view(-1, 4 * self.channels, self.h0, self.w0)  # -> (N, 4c, H/4, W/4)
         return run_layers(self.net, h, labels)  # -> (N, C, H, W)
@@ -94,13 +92,11 @@ class DCGANDiscriminator(nn.Module):
         leaky_slope: float = 0.2,
     ) -> None:
         super().__init__()
-        self.num_classes, self.conditioning, self.image_shape = (
-            num_classes,
-            conditioning,
-            image_shape,
-        )
+        method = CONDITIONING[conditioning]
+        self.num_classes, self.image_shape = num_classes, image_shape
+        self.reads_labels = method.d_head != "acgan"
         h0, w0 = _check_shape(image_shape)
-        self.input_method = D_INPUT[conditioning]
+        self.input_method = method.d_input
         if self.input_method == "multiply":
             self.embedding = nn.Embedding(
                 num_classes, image_shape[0] * image_shape[1] * image_shape[2]
@@ -113,13 +109,13 @@ class DCGANDiscriminator(nn.Module):
             nn.Conv2d(2 * c, 4 * c, 3, 1, 1), nn.LeakyReLU(leaky_slope),
             nn.Flatten(),
         )  # fmt: skip
-        self.head = OutputHead(4 * c * h0 * w0, num_classes, conditioning)
+        self.head = OutputHead(4 * c * h0 * w0, num_classes, method.d_head)
 
     def forward(
         self, images: torch.Tensor, labels: torch.Tensor | None = None
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        if self.conditioning != "acgan":  # ACGAN's D predicts the class instead of reading it
-            check_labels(self.num_classes, labels)
+        if self.reads_labels:  # ACGAN's D predicts the class instead of reading it
+            check_labels(labels, self.num_classes, values=False)
         x = images
         if self.input_method == "multiply":
             x = x * embed(self.embedding, labels).view(-1, *self.image_shape)

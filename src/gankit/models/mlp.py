@@ -8,16 +8,9 @@ import math
 import torch
 from torch import nn
 
-from gankit.models.layers import (
-    CONDITIONING,
-    D_INPUT,
-    G_INPUT,
-    Dropout,
-    OutputHead,
-    batch_norm,
-    check_labels,
-    run_layers,
-)
+from gankit.models.conditioning import CONDITIONING, INPUTS, OutputHead, check_labels
+from gankit.models.dropout import Dropout
+from gankit.models.normalization import batch_norm, run_layers
 
 
 class MLPGenerator(nn.Module):
@@ -40,9 +33,9 @@ class MLPGenerator(nn.Module):
     ) -> None:
         super().__init__()
         self.latent_dim, self.num_classes, self.image_shape = latent_dim, num_classes, image_shape
-        self.input_conditioned = G_INPUT[conditioning] != "none"
-        self.condition = CONDITIONING[G_INPUT[conditioning]](num_classes, latent_dim)
-        cbn = conditioning == "projection"
+        method = CONDITIONING[conditioning]
+        self.condition = INPUTS[method.g_input](num_classes, latent_dim)
+        cbn = method.g_batchnorm
         layers: list[nn.Module] = []
         width = self.condition.out_features
         for out in hidden:
@@ -56,8 +49,8 @@ class MLPGenerator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        check_labels(self.num_classes, labels)
-        h = self.condition(z, labels if self.input_conditioned else None)  # (N, latent [+ C])
+        check_labels(labels, self.num_classes, values=False)
+        h = self.condition(z, labels)  # (N, latent [+ C])
         return run_layers(self.net, h, labels).view(-1, *self.image_shape)  # -> (N, C, H, W)
 
 
@@ -75,26 +68,27 @@ class MLPDiscriminator(nn.Module):
         num_classes: int = 0,
         conditioning: str = "none",
         leaky_slope: float = 0.2,
+        dropout_impl: str = "torch",
     ) -> None:
         super().__init__()
-        self.num_classes, self.conditioning = num_classes, conditioning
-        self.input_conditioned = D_INPUT[conditioning] != "none"
-        self.condition = CONDITIONING[D_INPUT[conditioning]](num_classes, math.prod(image_shape))
+        method = CONDITIONING[conditioning]
+        self.num_classes, self.reads_labels = num_classes, method.d_head != "acgan"
+        self.condition = INPUTS[method.d_input](num_classes, math.prod(image_shape))
         layers: list[nn.Module] = []
         width = self.condition.out_features
         for out, rate in zip(hidden, dropout, strict=True):
             layers += [nn.Linear(width, out), nn.LeakyReLU(leaky_slope)]
             if rate > 0:
-                layers.append(Dropout(rate))
+                layers.append(Dropout(rate, dropout_impl))
             width = out
         self.net = nn.Sequential(*layers)
-        self.head = OutputHead(width, num_classes, conditioning)
+        self.head = OutputHead(width, num_classes, method.d_head)
 
     def forward(
         self, images: torch.Tensor, labels: torch.Tensor | None = None
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        if self.conditioning != "acgan":  # ACGAN's D predicts the class instead of reading it
-            check_labels(self.num_classes, labels)
+        if self.reads_labels:  # ACGAN's D predicts the class instead of reading it
+            check_labels(labels, self.num_classes, values=False)
         flat = images.flatten(1)  # (N, C, H, W) -> (N, C*H*W)
-        h = self.net(self.condition(flat, labels if self.input_conditioned else None))
+        h = self.net(self.condition(flat, labels))
         return self.head(h, labels)

@@ -17,7 +17,7 @@ import torch
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
 
-from gankit import __version__
+from gankit._version import __version__
 from gankit.plots import read_metrics
 from gankit.sampling import grid_png, load_generator, sample
 from gankit.visuals import interpolate

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn import functional as F
 
 logger = logging.getLogger(__name__)
 
@@ -71,41 +72,100 @@ def local_device(device: str, world: World) -> str:
     return device
 
 
-class CrossRankBatchNorm(nn.modules.batchnorm._BatchNorm):
+class CrossRankBatchNorm(nn.Module):
     """BatchNorm whose training statistics are those of the global batch (all ranks).
 
-    PyTorch's SyncBatchNorm runs on CUDA only; this is the same computation for the CPU (gloo):
-    per-channel sums, sums of squares and counts are all-reduced with the autograd-aware
-    `torch.distributed.nn.functional.all_reduce`, so gradients flow across ranks too.
+    PyTorch's SyncBatchNorm runs on CUDA only; this is the same computation for the CPU (gloo).
+    Each rank's count, mean and M2 (sum of squared deviations from its own mean) are gathered
+    with the autograd-aware `torch.distributed.nn.functional.all_gather` (so gradients flow
+    across ranks too) and merged as Chan et al. (1979) do, in float32 at least; the variance
+    is clamped at 0. Parameters and buffers have `nn.BatchNorm1d`'s names, so state dicts load
+    both ways; `momentum=None` keeps a cumulative average, as in PyTorch.
     """
 
-    def _check_input_dim(self, x: torch.Tensor) -> None:
-        if x.dim() < 2:
-            raise ValueError(f"expected at least 2-d input, got {x.dim()}-d")
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+    ) -> None:
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        if affine:
+            self.weight = nn.Parameter(torch.ones(num_features))
+            self.bias = nn.Parameter(torch.zeros(num_features))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", torch.zeros(num_features))
+            self.register_buffer("running_var", torch.ones(num_features))
+            self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+        else:
+            self.running_mean = self.running_var = self.num_batches_tracked = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training:
-            return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
-        dims = [0, *range(2, x.dim())]  # every axis but the channels
-        count = torch.full((1,), x.numel() / x.shape[1], dtype=x.dtype, device=x.device)
-        stats = all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
-        channels = x.shape[1]
-        total = stats[-1]
-        mean = stats[:channels] / total
-        var = stats[channels : 2 * channels] / total - mean * mean  # biased, for normalising
-        shape = (1, channels) + (1,) * (x.dim() - 2)
-        y = (x - mean.view(shape)) / torch.sqrt(var.view(shape) + self.eps)
+        if x.dim() < 2 or x.shape[1] != self.num_features:
+            raise ValueError(f"expected input (N, {self.num_features}, ...), got {tuple(x.shape)}")
+        if not self.training and self.track_running_stats:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                                False, 0.0, self.eps)  # fmt: skip
+        mean, var, count = global_moments(x)
+        shape = (1, x.shape[1]) + (1,) * (x.dim() - 2)
+        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
-        if self.track_running_stats:
-            with torch.no_grad():
-                unbiased = var * total / (total - 1)
-                self.running_mean.lerp_(mean.detach(), self.momentum)
-                self.running_var.lerp_(unbiased.detach(), self.momentum)
-                self.num_batches_tracked.add_(1)
-        return y
+        if self.training and self.track_running_stats:
+            self._update_running_stats(mean.detach(), var.detach(), count)
+        return y.to(x.dtype)
+
+    @torch.no_grad()
+    def _update_running_stats(
+        self, mean: torch.Tensor, var: torch.Tensor, count: torch.Tensor
+    ) -> None:
+        self.num_batches_tracked.add_(1)
+        factor = self.momentum
+        if factor is None:  # cumulative moving average, as nn.BatchNorm
+            factor = 1.0 / float(self.num_batches_tracked)
+        unbiased = var * count / (count - 1).clamp_min(1)
+        self.running_mean.lerp_(mean.to(self.running_mean.dtype), factor)
+        self.running_var.lerp_(unbiased.to(self.running_var.dtype), factor)
+
+
+def merge_moments(
+    counts: torch.Tensor, means: torch.Tensor, m2s: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Chan et al.'s merge of per-part statistics: counts (P,), means and M2 (P, C) ->
+    the union's mean (C,) and biased variance (C,), clamped at 0."""
+    total = counts.sum()
+    weights = (counts / total)[:, None]  # (P, 1)
+    mean = (weights * means).sum(0)
+    m2 = m2s.sum(0) + (counts[:, None] * (means - mean) ** 2).sum(0)
+    return mean, (m2 / total).clamp_min(0)
+
+
+def global_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-channel mean and biased variance of `x` (N, C, ...) over every rank's batch (in
+    float32 at least), and the global count (0-d). Alone (no process group), this batch's."""
+    from torch.distributed.nn.functional import all_gather
+
+    dims = [0, *range(2, x.dim())]  # every axis but the channels
+    xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    count = x.numel() // x.shape[1]
+    mean = xf.mean(dims)
+    m2 = ((xf - mean.view((1, -1) + (1,) * (x.dim() - 2))) ** 2).sum(dims)
+    local = torch.cat([xf.new_full((1,), float(count)), mean, m2])  # (1 + 2C,)
+    if dist.is_available() and dist.is_initialized():
+        parts = torch.stack(all_gather(local))  # (P, 1 + 2C), differentiable
+    else:
+        parts = local[None]
+    channels = x.shape[1]
+    counts = parts[:, 0].detach()
+    mean, var = merge_moments(counts, parts[:, 1 : 1 + channels], parts[:, 1 + channels :])
+    return mean, var, counts.sum()
 
 
 def convert_cross_rank_batchnorm(module: nn.Module) -> nn.Module:

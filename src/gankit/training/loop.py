@@ -1,7 +1,7 @@
 """The training loop: plain `if step % every == 0` blocks around the D and G steps.
 
-Only rank 0 writes the run folder, and nothing lives in globals, so the same loop can later run
-under torchrun. The loop synchronises with the host only when it logs or checkpoints.
+The same loop runs alone or as one of torchrun's processes: only rank 0 writes the run folder,
+and nothing lives in globals. It synchronises with the host only when it logs or checkpoints.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from gankit.checkpoint import (
     atomic_save,
@@ -44,6 +44,7 @@ from gankit.training.distributed import (
     test_failure_step,
 )
 from gankit.training.evaluation import evaluate_during_training, training_evaluator
+from gankit.training.optim import ema_decay, lr_factor, set_learning_rate, update_ema
 from gankit.training.state import (
     TrainState,
     build_state,
@@ -175,6 +176,25 @@ def train(
     return state
 
 
+@dataclass
+class Loop:
+    """What the iterations share besides the state: the run's fixed parts, the open metrics
+    file, and the current logging window (values not yet synchronised with the host)."""
+
+    config: RunConfig
+    options: StepOptions
+    out: Path
+    world: World
+    device: torch.device
+    progress: ProgressHook | None
+    evaluator: Any  # the training evaluator on rank 0, else None
+    metrics_file: Any  # the open metrics.jsonl on rank 0, else None
+    started: float = field(default_factory=time.monotonic)
+    window: list[torch.Tensor] = field(default_factory=list)
+    window_start: float = field(default_factory=time.monotonic)
+    window_step: int = 0
+
+
 def run_loop(
     config: RunConfig,
     state: TrainState,
@@ -184,15 +204,14 @@ def run_loop(
     world: World,
     progress: ProgressHook | None,
 ) -> None:
-    """The iterations, with plain `if step % every == 0` blocks for logs, grids, evaluations
-    and checkpoints."""
-    sched, options = config.schedule, StepOptions.from_config(config)
+    """The iterations, each followed by the plain `if step % every == 0` blocks of
+    `after_iteration`."""
     images = dataset.images.to(device).contiguous(memory_format=memory_format(config.model))
     labels = dataset.labels.to(device)
     evaluator = training_evaluator(config) if world.main else None
     metrics_file = open(out / "metrics.jsonl", "a") if world.main else None
-    window: list[torch.Tensor] = []
-    started, window_start, window_step = time.monotonic(), time.monotonic(), state.step
+    loop = Loop(config, StepOptions.from_config(config), out, world, device, progress,
+                evaluator, metrics_file, window_step=state.step)  # fmt: skip
     fail_at = test_failure_step(world)
     try:
         while state.step < config.train.iterations:
@@ -200,40 +219,55 @@ def run_loop(
                 raise RuntimeError(
                     f"GANKIT_TEST_FAIL_AT: rank {world.rank} fails at iteration {fail_at}"
                 )
-            window.append(train_iteration(state, images, labels, config, options, world.size))
+            loop.window.append(
+                train_iteration(state, images, labels, config, loop.options, world.size)
+            )
             state.step += 1
-            step = state.step
-            logs = step % sched.log_every == 0
-            out_of_time = timed_out(sched.time_limit, started, logs, world)
-            last = step == config.train.iterations or out_of_time
-            if logs or last:
-                check_finite(window, step, window_step, out, world)
-                seconds = time.monotonic() - window_start
-                row = log_window(window, step, window_step, seconds, started, world)
-                window, window_start, window_step = [], time.monotonic(), step
-                state.metrics.update(row)
-                if world.main:
-                    write_row(metrics_file, row)
-                    if progress is not None:
-                        progress(step, row)
-            if world.main and (step % sched.sample_every == 0 or last):
-                grid = out / "images" / f"{step}.png"
-                fixed_noise_grid(state.sampler, state.fixed_z, state.fixed_labels, grid)
-            evaluate_now = sched.eval_every is not None and step % sched.eval_every == 0
-            if evaluator is not None and (evaluate_now or last):
-                check_finite(window, step, window_step, out, world)
-                write_row(
-                    metrics_file, evaluate_during_training(state, evaluator, config, out, device)
-                )
-            if step % sched.checkpoint_every == 0 or last:
-                check_finite(window, step, window_step, out, world)
-                save(state, config, device, out, world)
-            if out_of_time:
-                logger.info("time limit of %.0f s reached at iteration %d", sched.time_limit, step)
+            if after_iteration(loop, state):
                 break
     finally:
         if metrics_file is not None:
             metrics_file.close()
+
+
+def after_iteration(loop: Loop, state: TrainState) -> bool:
+    """Logs, grids, evaluations and checkpoints due at `state.step`; True to stop early."""
+    config, world, out, step = loop.config, loop.world, loop.out, state.step
+    sched = config.schedule
+    logs = step % sched.log_every == 0
+    out_of_time = timed_out(sched.time_limit, loop.started, logs, world)
+    last = step == config.train.iterations or out_of_time
+    if logs or last:
+        log(loop, state)
+    if world.main and (step % sched.sample_every == 0 or last):
+        fixed_noise_grid(
+            state.sampler, state.fixed_z, state.fixed_labels, out / "images" / f"{step}.png"
+        )
+    evaluate_now = sched.eval_every is not None and step % sched.eval_every == 0
+    if loop.evaluator is not None and (evaluate_now or last):
+        check_finite(loop.window, step, loop.window_step, out, world)
+        row = evaluate_during_training(state, loop.evaluator, config, out, loop.device)
+        write_row(loop.metrics_file, row)
+    if step % sched.checkpoint_every == 0 or last:
+        check_finite(loop.window, step, loop.window_step, out, world)
+        save(state, config, loop.device, out, world)
+    if out_of_time:
+        logger.info("time limit of %.0f s reached at iteration %d", sched.time_limit, step)
+    return out_of_time
+
+
+def log(loop: Loop, state: TrainState) -> None:
+    """Checks the window for NaNs, writes its means as a metrics row and starts a new one."""
+    step = state.step
+    check_finite(loop.window, step, loop.window_step, loop.out, loop.world)
+    seconds = time.monotonic() - loop.window_start
+    row = log_window(loop.window, step, loop.window_step, seconds, loop.started, loop.world)
+    loop.window, loop.window_start, loop.window_step = [], time.monotonic(), step
+    state.metrics.update(row)
+    if loop.world.main:
+        write_row(loop.metrics_file, row)
+        if loop.progress is not None:
+            loop.progress(step, row)
 
 
 def timed_out(limit: float | None, started: float, logs: bool, world: World) -> bool:
@@ -277,11 +311,11 @@ def train_iteration(
         (4,) tensor on the device: d_loss, d_acc_real, d_acc_fake (last D step), g_loss.
     """
     quirks, rng, classes = config.quirks, state.rng, state.num_classes
-    batch, latent, device = (
-        config.train.batch_size // world_size,
-        config.model.latent_dim,
-        images.device,
-    )
+    batch, latent = config.train.batch_size // world_size, config.model.latent_dim
+    device = images.device
+    factor = lr_factor(config.optim.lr_decay, state.step, config.train.iterations)
+    set_learning_rate(state.opt_d, config.optim.lr_d * factor)
+    set_learning_rate(state.opt_g, config.optim.lr_g * factor)
     for _ in range(config.train.d_steps):
         idx = torch.randint(len(images), (batch,), device=device, generator=rng)
         real, real_labels = images[idx], labels[idx] if classes else None
@@ -308,22 +342,6 @@ def train_iteration(
             state.generator_ema, state.generator, ema_decay(config.train.ema_decay, state.step)
         )
     return torch.stack([d_out["d_loss"], d_out["d_acc_real"], d_out["d_acc_fake"], g_out["g_loss"]])
-
-
-def ema_decay(decay: float, step: int) -> float:
-    """The decay with a warm-up, min(decay, (1 + step) / (10 + step)), so that the average
-    forgets the random initial weights within the first hundreds of iterations."""
-    return min(decay, (1.0 + step) / (10.0 + step))
-
-
-@torch.no_grad()
-def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    """ema = decay * ema + (1 - decay) * model for parameters; buffers (BatchNorm statistics)
-    are copied, as in Karras et al.'s implementations."""
-    ema_params, params = list(ema.parameters()), list(model.parameters())
-    torch._foreach_lerp_(ema_params, params, 1.0 - decay)
-    for ema_buffer, buffer in zip(ema.buffers(), model.buffers(), strict=True):
-        ema_buffer.copy_(buffer)
 
 
 def check_finite(

@@ -24,7 +24,6 @@ from gankit.losses import (
     gradient_penalty,
     r1_penalty,
 )
-from gankit.training.optim import Optimizer
 
 Augment = Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
 
@@ -127,7 +126,7 @@ def _d_term(
 
 def discriminator_step(
     discriminator: nn.Module,
-    opt_d: Optimizer,
+    opt_d: torch.optim.Optimizer,
     real_images: torch.Tensor,
     real_labels: torch.Tensor | None,
     fake_images: torch.Tensor,
@@ -171,7 +170,7 @@ def discriminator_step(
 def generator_step(
     generator: nn.Module,
     discriminator: nn.Module,
-    opt_g: Optimizer,
+    opt_g: torch.optim.Optimizer,
     z: torch.Tensor,
     labels: torch.Tensor | None,
     options: StepOptions,

@@ -1,0 +1,50 @@
+"""Checkpoints written by an older gankit still load and resume."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from gankit.checkpoint import FORMAT, latest_checkpoint, load_checkpoint
+from gankit.config import RunConfig
+from gankit.sampling import load_generator
+from gankit.training.loop import train
+
+LEGACY = Path(__file__).parent / "fixtures" / "legacy-format1"
+
+
+@pytest.fixture
+def legacy_run(tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(LEGACY, run)
+    config = json.loads((run / "config.json").read_text())
+    config["data"]["dataset"] = str(run / "tiny8.npz")  # stored relative to where it was made
+    return run, RunConfig.from_dict(config)
+
+
+def test_format_1_resumes_with_a_warning_that_its_draws_differ(legacy_run, caplog):
+    run, config = legacy_run
+    saved = load_checkpoint(latest_checkpoint(run))
+    assert FORMAT == 2 and saved.step == 4 and "dropout" not in saved.rng
+    with caplog.at_level("WARNING"):
+        state = train(config.with_overrides({"train.iterations": 6}), run, resume=True)
+    assert "not bit-exact" in caplog.text
+    assert state.step == 6
+    resumed = load_checkpoint(latest_checkpoint(run))
+    assert resumed.step == 6 and "dropout" in resumed.rng
+    assert resumed.opt_d["state"][0]["step"].item() == 2 * 6  # two D updates per iteration
+    for name, before in saved.generator.items():
+        after = resumed.generator[name]
+        assert torch.isfinite(after.float()).all()
+        if name.endswith("weight"):  # the old moments carried on: weights moved from the saved
+            assert not torch.equal(before, after), name
+
+
+def test_format_1_samples_as_before(legacy_run):
+    run, _ = legacy_run
+    loaded = load_generator(run)
+    assert loaded.step == 4 and loaded.num_classes == 10
+    images = loaded.model(torch.randn(3, 8), torch.tensor([0, 1, 2]))
+    assert images.shape == (3, 1, 8, 8)
