@@ -34,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-DEFAULT_REFERENCE = ROOT.parent / "shared" / "bench" / "ref_loop.py"
+DEFAULT_REFERENCE = ROOT / "benchmarks" / "ref_loop.py"
 SECTIONS = ("headline", "sweep", "threads", "compile", "memory", "full")
 # The targets of the performance work, checked against the measurements.
 TARGET_SPEEDUP, TARGET_GEMM_SHARE, TARGET_FULL_S, TARGET_PEAK_MB = 1.3, 0.6, 540, 1536
@@ -42,9 +42,16 @@ BATCH_OF = {"seed-gan": 32, "seed-cgan": 32, "dcgan": 64, "cdcgan": 64}
 
 
 def gankit_run(
-    preset: str, batch: int, iterations: int, log_every: int, *extra: str, dataset: str = ""
+    preset: str,
+    batch: int,
+    iterations: int,
+    log_every: int,
+    *extra: str,
+    dataset: str = "",
+    source: Path | None = None,
 ) -> dict[str, float]:
-    """A whole `gankit train` process with grids and checkpoints off.
+    """A whole `gankit train` process with grids and checkpoints off (of the gankit in `source`,
+    a checkout's src/ folder, when given; else of this one).
 
     ms_loop is the median over the logged windows after the first (warm-up, compilation)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -56,7 +63,7 @@ def gankit_run(
             "--sample-every", str(10 * iterations), "--checkpoint-every", str(10 * iterations),
             *(["--dataset", dataset] if dataset else []), *extra,
         ]  # fmt: skip
-        seconds, peak, _ = run_process(command)
+        seconds, peak, _ = run_process(command, source)
         rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     windows = [1000 / r["it_per_s"] for r in rows if "it_per_s" in r]
     steady = windows[1:] or windows
@@ -90,12 +97,14 @@ with open(sys.argv[1], "w") as f:
 """
 
 
-def run_process(command: list[str]) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS in MB, stdout) of one child process, started by LAUNCHER."""
+def run_process(command: list[str], source: Path | None = None) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS in MB, stdout) of one child process, started by LAUNCHER, with
+    `source` first on its PYTHONPATH when given."""
+    env = {**os.environ, "PYTHONPATH": str(source)} if source else None
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "usage.json"
         launched = [sys.executable, "-c", LAUNCHER, str(report), *command]
-        done = subprocess.run(launched, capture_output=True, text=True)
+        done = subprocess.run(launched, capture_output=True, text=True, env=env)
         seconds, peak_mb, code = json.loads(report.read_text())
     if code:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
@@ -157,13 +166,44 @@ def profile_table(preset: str, batch: int, iterations: int = 30, rows: int = 12)
 # --- sections --------------------------------------------------------------------------------
 
 
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), for every table's header."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def baseline_checkout(revision: str, folder: Path) -> Path:
+    """A detached git worktree of `revision` in `folder`; returns its src/ (for PYTHONPATH)."""
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--force",
+                    str(folder), revision], check=True, capture_output=True)  # fmt: skip
+    return folder / "src"
+
+
 def headline(args: argparse.Namespace) -> dict:
+    """seed-cgan against the reference loop (and against gankit at --baseline REV, when given),
+    as whole processes run in turn, --repeats rounds."""
     samples: dict[str, list[dict[str, float]]] = {"seed-cgan": [], "reference loop": []}
-    for repeat in range(args.repeats):
-        log_every = args.iterations // 10
-        samples["seed-cgan"].append(gankit_run("seed-cgan", 32, args.iterations, log_every))
-        samples["reference loop"].append(reference_run(args.reference, 32, args.iterations))
-        print(f"headline pair {repeat + 1}/{args.repeats} done", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as tmp:
+        baseline = None
+        if args.baseline:
+            baseline = baseline_checkout(args.baseline, Path(tmp) / "baseline")
+            samples[f"gankit {args.baseline}"] = []
+        for repeat in range(args.repeats):
+            log_every = args.iterations // 10
+            samples["seed-cgan"].append(gankit_run("seed-cgan", 32, args.iterations, log_every))
+            samples["reference loop"].append(reference_run(args.reference, 32, args.iterations))
+            if baseline is not None:
+                samples[f"gankit {args.baseline}"].append(
+                    gankit_run("seed-cgan", 32, args.iterations, log_every, source=baseline)
+                )
+            print(f"headline round {repeat + 1}/{args.repeats} done", file=sys.stderr)
+        if baseline is not None:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
+                            str(baseline.parent)], check=False)  # fmt: skip
     medians = {
         name: {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         for name, runs in samples.items()
@@ -172,8 +212,16 @@ def headline(args: argparse.Namespace) -> dict:
         ref["ms_process"] / mine["ms_process"]
         for mine, ref in zip(samples["seed-cgan"], samples["reference loop"], strict=True)
     ]
-    return {"iterations": args.iterations, "repeats": args.repeats, "medians": medians,
-            "pair_ratios": ratios, "speedup": statistics.median(ratios)}  # fmt: skip
+    result = {"iterations": args.iterations, "repeats": args.repeats, "medians": medians,
+              "pair_ratios": ratios, "speedup": statistics.median(ratios)}  # fmt: skip
+    if args.baseline:
+        result["baseline"] = args.baseline
+        result["baseline_ratios"] = [
+            old["ms_process"] / new["ms_process"]
+            for new, old in zip(samples["seed-cgan"], samples[f"gankit {args.baseline}"],
+                                strict=True)
+        ]  # fmt: skip
+    return result
 
 
 def sweep(args: argparse.Namespace, gemm: float) -> dict:
@@ -268,7 +316,10 @@ def render(results: dict) -> str:
             "| | s/process | ms/iter in the loop | start-up + exit s | peak MB |",
             "|---|---|---|---|---|",
         ]
-        for name, m in (("gankit seed-cgan", mine), ("reference loop", ref)):
+        named = [("gankit seed-cgan", mine), ("reference loop", ref)]
+        if base := h.get("baseline"):
+            named.append((f"gankit seed-cgan at {base}", h["medians"][f"gankit {base}"]))
+        for name, m in named:
             process_s = m["ms_process"] * h["iterations"] / 1000
             loop = m.get("ms_loop_all", m["ms_loop"])  # both: mean over all iterations
             overhead = process_s - loop * h["iterations"] / 1000
@@ -277,6 +328,11 @@ def render(results: dict) -> str:
             )
         lines += ["", f"Speed-up (median of the pairs' ratios): **{h['speedup']:.2f}x** "
                   f"(pairs: {ratios}); target {TARGET_SPEEDUP}x.", ""]  # fmt: skip
+        if base := h.get("baseline"):
+            old = ", ".join(f"{r:.2f}" for r in h["baseline_ratios"])
+            lines += [f"Against gankit at {base} (same rounds): this version runs "
+                      f"{statistics.median(h['baseline_ratios']):.2f}x its speed "
+                      f"(rounds: {old}; below 1 is slower).", ""]  # fmt: skip
     if s := results.get("sweep"):
         gemm = s["gemm_gflops"]
         lines += [
@@ -384,6 +440,8 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="32,64,256")
     parser.add_argument("--presets", default="seed-gan,seed-cgan,dcgan,cdcgan")
     parser.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE)
+    parser.add_argument("--baseline", default="", help="headline: also time gankit at this git "
+                        "revision (a temporary worktree), in the same rounds")  # fmt: skip
     args = parser.parse_args()
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     args.presets = args.presets.split(",")
@@ -398,7 +456,9 @@ def main() -> None:
     results = {k: v for k, v in results.items() if k in SECTIONS}  # older layouts are dropped
     torch.set_num_threads(2)
     gemm = gemm_gflops()
-    results["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
+    results["machine"] = (
+        f"{cpu_name()} ({platform.machine()}), {os.cpu_count()} cores, torch {torch.__version__}"
+    )
     RESULTS.mkdir(parents=True, exist_ok=True)
     for section in sections:
         if section == "headline":

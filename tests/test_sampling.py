@@ -82,8 +82,10 @@ class DigitStub(torch.nn.Module):
         self.by_class = [dataset.images[dataset.labels == k] for k in range(10)]
 
     def forward(self, z, labels):
-        picks = z[:, 0].abs().mul(10).long()
-        return torch.stack([self.by_class[k][i] for k, i in zip(labels.tolist(), picks.tolist())])
+        picks = z[:, 0].abs().mul(10).long().tolist()
+        return torch.stack(
+            [self.by_class[k][i] for k, i in zip(labels.tolist(), picks, strict=True)]
+        )
 
 
 def panels(path):
