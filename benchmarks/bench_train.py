@@ -6,6 +6,9 @@ Sections (each can be run alone; results of sections not run are kept from earli
             iterations with grids and checkpoints off, alternated, median of --repeats pairs.
   sweep     in-loop ms/iteration of every preset and the reference at several batch sizes, with
             matmul FLOP/s against this machine's GEMM throughput measured in the same run.
+  public    in-loop seed-cgan (batch 32 and 256) with nn.Dropout's bernoulli_ masks, with the
+            opt-in fast masks, and (with --baseline REV) gankit at REV: what each part of a
+            change of path costs.
   threads   torch.set_num_threads choices for an MLP and a conv preset.
   compile   --compile (torch.compile) against eager, after its warm-up, and the compile time.
   memory    peak resident memory of training on the full fashion-mnist.
@@ -35,7 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_REFERENCE = ROOT / "benchmarks" / "ref_loop.py"
-SECTIONS = ("headline", "sweep", "threads", "compile", "memory", "full")
+SECTIONS = ("headline", "sweep", "public", "threads", "compile", "memory", "full")
 # The targets of the performance work, checked against the measurements.
 TARGET_SPEEDUP, TARGET_GEMM_SHARE, TARGET_FULL_S, TARGET_PEAK_MB = 1.3, 0.6, 540, 1536
 BATCH_OF = {"seed-gan": 32, "seed-cgan": 32, "dcgan": 64, "cdcgan": 64}
@@ -261,6 +264,40 @@ def sweep(args: argparse.Namespace, gemm: float) -> dict:
             "gemm_gflops": gemm, "rows": rows}  # fmt: skip
 
 
+def public(args: argparse.Namespace) -> dict:
+    """seed-cgan's in-loop time with each dropout implementation (and at --baseline REV), in
+    alternated processes of --sweep-iterations * 3 iterations, median of --sweep-repeats."""
+    iterations = 3 * args.sweep_iterations
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        configs = [
+            ("dropout torch (bernoulli_)", (), None),
+            ("dropout fast (16-bit draws)", ("--set", "model.dropout_impl=fast"), None),
+        ]
+        if args.baseline:
+            configs.append(
+                (
+                    f"gankit at {args.baseline}",
+                    (),
+                    baseline_checkout(args.baseline, Path(tmp) / "baseline"),
+                )
+            )
+        for batch in (32, 256):
+            runs: dict[str, list[float]] = {name: [] for name, _, _ in configs}
+            for _ in range(args.sweep_repeats):
+                for name, extra, source in configs:
+                    result = gankit_run("seed-cgan", batch, iterations, iterations // 6, *extra,
+                                        source=source)  # fmt: skip
+                    runs[name].append(result["ms_loop"])
+            rows += [{"config": name, "batch": batch, "ms_loop": statistics.median(times)}
+                     for name, times in runs.items()]  # fmt: skip
+            print(f"public batch {batch} done", file=sys.stderr)
+        if args.baseline:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
+                            str(Path(tmp) / "baseline")], check=False)  # fmt: skip
+    return {"iterations": iterations, "repeats": args.sweep_repeats, "rows": rows}
+
+
 def threads(args: argparse.Namespace) -> dict:
     rows = []
     for preset in ("seed-cgan", "cdcgan"):
@@ -354,6 +391,16 @@ def render(results: dict) -> str:
                 f"{r['gflops_achieved']:.0f} ({100 * r['gflops_achieved'] / gemm:.0f}%) | "
                 f"{r['peak_mb']:.0f} |"
             )
+        lines.append("")
+    if p := results.get("public"):
+        lines += [
+            f"**What the public path costs** (seed-cgan in the loop, {p['iterations']} iterations "
+            f"per process, median of {p['repeats']} alternated processes):",
+            "",
+            "| config | batch | ms/iter |",
+            "|---|---|---|",
+        ]
+        lines += [f"| {r['config']} | {r['batch']} | {r['ms_loop']:.2f} |" for r in p["rows"]]
         lines.append("")
     if t := results.get("threads"):
         lines += ["**Threads** (torch.set_num_threads; gankit keeps PyTorch's default, one per "

@@ -165,6 +165,9 @@ def test_every_preset_trains_a_few_iterations(tmp_path, tiny_npz, name):
         assert math.isfinite(rows[1][key]) and rows[1][key] != rows[0][key], key
     after = state.sampler.eval()(z, labels)
     assert (after - before).abs().max() > 1e-4  # G's output changed
+    trained = dict(state.generator.named_parameters())
+    for name, weight in fresh.generator.named_parameters():  # and every weight of G moved
+        assert not torch.equal(weight, trained[name]), name
 
 
 def test_bad_combinations_are_refused(tiny_npz):
