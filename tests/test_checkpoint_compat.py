@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from gankit.checkpoint import FORMAT, latest_checkpoint, load_checkpoint
+from gankit.checkpoint import FORMAT, load_checkpoint
 from gankit.config import RunConfig
+from gankit.run import RunFolder
 from gankit.sampling import load_generator
 from gankit.training.loop import train
 
@@ -26,13 +27,13 @@ def legacy_run(tmp_path):
 
 def test_format_1_resumes_with_a_warning_that_its_draws_differ(legacy_run, caplog):
     run, config = legacy_run
-    saved = load_checkpoint(latest_checkpoint(run))
+    saved = load_checkpoint(RunFolder(run).list_checkpoints()[-1])
     assert FORMAT == 2 and saved.step == 4 and "dropout" not in saved.rng
     with caplog.at_level("WARNING"):
         state = train(config.with_overrides({"train.iterations": 6}), run, resume=True)
     assert "not bit-exact" in caplog.text
     assert state.step == 6
-    resumed = load_checkpoint(latest_checkpoint(run))
+    resumed = load_checkpoint(RunFolder(run).list_checkpoints()[-1])
     assert resumed.step == 6 and "dropout" in resumed.rng
     assert resumed.opt_d["state"][0]["step"].item() == 2 * 6  # two D updates per iteration
     for name, before in saved.generator.items():

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from gankit.checkpoint import list_checkpoints
 from gankit.cli import main
+from gankit.run import RunFolder
 
 
 @pytest.fixture
@@ -19,7 +19,7 @@ def config_file(tmp_path, tiny_npz):
 def test_train_then_sample(tmp_path, config_file, capsys):
     run = tmp_path / "run"
     assert main(["train", "--config", str(config_file), "--out", str(run), "--no-progress"]) == 0
-    assert (run / "config.json").exists() and list_checkpoints(run)
+    assert (run / "config.json").exists() and RunFolder(run).list_checkpoints()
     out = tmp_path / "s.npz"
     code = main(
         ["sample", str(run), "--n", "23", "--out", str(out), "--grid", str(tmp_path / "g.png")]
@@ -47,7 +47,7 @@ def test_flags_override_config_and_resume_extends(tmp_path, config_file):
     saved = json.loads((run / "config.json").read_text())
     assert saved["train"]["iterations"] == 2 and saved["model"]["conditioning"] == "concat"
     assert main(["train", "--resume", str(run), "--iterations", "4", "--no-progress"]) == 0
-    assert list_checkpoints(run)[-1].name == "step_0000004.pt"
+    assert RunFolder(run).list_checkpoints()[-1].name == "step_0000004.pt"
 
 
 def test_python_module_entry_point():
@@ -66,7 +66,8 @@ def test_python_module_entry_point():
         (["train", "--out", "x"], "give --preset NAME or --config FILE"),
         (["train", "--preset", "seed-gan"], "give --out DIR"),
         (["train", "--preset", "nope", "--out", "x"], "unknown preset 'nope'"),
-        (["train", "--preset", "seed-gan", "--out", "x", "--batch-size", "0"], "train.batch_size"),
+        (["train", "--preset", "seed-gan", "--out", "x", "--batch-size", "0"], "--batch-size"),
+        (["train", "--preset", "seed-gan", "--out", "x", "--set", "train.seed=-1"], "train.seed"),
         (["train", "--preset", "seed-gan", "--out", "x", "--set", "a"], "KEY=VALUE"),
         (
             ["train", "--preset", "seed-gan", "--out", "x", "--set", "train.foo=1"],
@@ -81,7 +82,7 @@ def test_python_module_entry_point():
             "CUDA is not available",
         ),
         (["train", "--resume", "nowhere"], "config.json"),
-        (["train", "--iterations", "ten"], "invalid int value"),
+        (["train", "--iterations", "ten"], "argument --iterations: expected an integer"),
         (["frobnicate"], "invalid choice"),
         (["sample", "nowhere"], "no checkpoint"),
     ],
@@ -93,14 +94,13 @@ def test_usage_errors_exit_2(argv, message, tmp_path, monkeypatch, capsys):
 
 
 def test_out_exists_needs_overwrite(tmp_path, config_file, capsys):
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "keep.txt").write_text("x")
-    args = ["train", "--config", str(config_file), "--out", str(run), "--no-progress"]
+    args = ["train", "--config", str(config_file), "--out", str(tmp_path / "run"), "--no-progress"]
+    assert main(args) == 0
+    (tmp_path / "run" / "old.txt").write_text("from the earlier run")
     assert main(args) == 2
     assert "--overwrite" in capsys.readouterr().err
-    assert main([*args, "--overwrite"]) == 0
-    assert not (run / "keep.txt").exists()
+    assert main([*args, "--overwrite"]) == 0  # a gankit run: replaced
+    assert not (tmp_path / "run" / "old.txt").exists()
 
 
 def test_sample_usage_errors(tmp_path, config_file, capsys):
@@ -109,7 +109,7 @@ def test_sample_usage_errors(tmp_path, config_file, capsys):
     for argv, message in [
         (["--label", "10"], "label 10 is outside"),
         (["--labels", "a,b"], "--labels must be"),
-        (["--n", "0"], "--n must be >= 1"),
+        (["--n", "0"], "argument --n: must be in 1..1000000"),
         (["--label", "1", "--labels", "balanced"], "not allowed with"),
         (["--checkpoint", "best"], "no best.pt"),
     ]:
@@ -129,7 +129,38 @@ def test_sample_usage_errors(tmp_path, config_file, capsys):
 def test_cli_checkpoint_loads_weights_only(tmp_path, config_file):
     run = tmp_path / "run"
     main(["train", "--config", str(config_file), "--out", str(run), "--no-progress"])
-    payload = torch.load(list_checkpoints(run)[-1], weights_only=True)
+    payload = torch.load(RunFolder(run).list_checkpoints()[-1], weights_only=True)
     assert {"generator", "discriminator", "opt_g", "opt_d", "rng", "fixed_noise", "step"} <= set(
         payload
     )
+
+
+HOSTILE = ["9" * 30, "-1", "0", "nan", "inf", "-inf", "1e-30", "", "x" * 10_000]
+FLAGS = {  # the command before the flag, and values of HOSTILE that are in the flag's range
+    "--iterations": (["train"], set()), "--batch-size": (["train"], set()),
+    "--seed": (["train"], {"0"}), "--threads": (["train"], set()),
+    "--log-every": (["train"], set()), "--sample-every": (["train"], set()),
+    "--checkpoint-every": (["train"], set()), "--time-limit": (["train"], set()),
+    "--eval-every": (["train"], set()), "--eval-samples": (["train"], set()),
+    "--nproc": (["train"], set()),
+    "--n": (["sample", "RUN"], set()), "--truncation": (["sample", "RUN"], set()),
+    "--label": (["sample", "RUN"], {"0"}),
+    "--steps": (["interpolate", "RUN", "--out", "x.png"], set()),
+    "--seeds": (["interpolate", "RUN", "--out", "x.png"], set()),
+    "--classes": (["morph", "RUN", "--out", "x.png"], set()),
+    "--port": (["serve", "RUN"], set()),
+    "--epochs": (["classifier", "train", "--dataset", "mnist-sample"], set()),
+}  # fmt: skip
+CLI_CASES = [(flag, value) for flag, (_, fine) in FLAGS.items() for value in HOSTILE
+             if value not in fine]  # fmt: skip
+
+
+@pytest.mark.parametrize("flag, value", CLI_CASES, ids=lambda x: str(x)[:12])
+def test_hostile_flag_values_exit_2_naming_the_flag(flag, value, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    command, _ = FLAGS[flag]
+    argv = [tmp_path / "no-run" if part == "RUN" else part for part in command]
+    assert main([str(a) for a in argv] + [f"{flag}={value}"]) == 2
+    err = capsys.readouterr().err
+    assert flag in err and len(err) < 2000  # named, and the 10 kB value is not echoed whole
+    assert "Traceback" not in err

@@ -13,10 +13,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from conftest import tiny_config
-from gankit.checkpoint import list_checkpoints, load_checkpoint
+from gankit.checkpoint import load_checkpoint
 from gankit.cli import main
 from gankit.data import load_dataset
 from gankit.models.dropout import Dropout
+from gankit.run import RunFolder
 from gankit.training.distributed import World
 from gankit.training.state import build_state
 from gankit.training.step import StepOptions, discriminator_step, generator_step, make_fakes
@@ -147,7 +148,7 @@ def config_file(tmp_path, tiny_npz):
 
 
 def weights(run):
-    state = load_checkpoint(list_checkpoints(run)[-1])
+    state = load_checkpoint(RunFolder(run).list_checkpoints()[-1])
     return {**state.generator, **{f"d.{k}": v for k, v in state.discriminator.items()}}
 
 
@@ -157,7 +158,7 @@ def test_two_process_run_writes_one_folder_and_resumes_exactly(tmp_path, config_
     assert result.returncode == 0, result.stderr
     rows = [json.loads(x) for x in (straight / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 4, 6]  # one row per log step, not one per rank
-    checkpoint = load_checkpoint(list_checkpoints(straight)[-1])
+    checkpoint = load_checkpoint(RunFolder(straight).list_checkpoints()[-1])
     assert checkpoint.config["model"]["d_dropout"] == [0.0, 0.4, 0.4]  # seed-cgan's dropout on
     assert len(checkpoint.rng["ranks"]) == 2
     for stream in ("training", "dropout"):
@@ -186,3 +187,18 @@ def test_batch_must_divide_over_processes(tmp_path, config_file):
     result = torchrun(["--config", str(config_file), "--out", str(tmp_path / "run"),
                        "--batch-size", "7"])  # fmt: skip
     assert result.returncode != 0 and "not divisible by the 2 processes" in result.stderr
+
+
+def test_evaluations_off_the_logging_grid_do_not_deadlock(tmp_path):
+    config = tiny_config("mnist-sample", preset="seed-gan", iterations=6).with_overrides(
+        {"train.threads": 1, "schedule.log_every": 2, "schedule.eval_every": 3,
+         "schedule.eval_samples": 200, "schedule.checkpoint_every": 100}
+    )  # fmt: skip
+    config_file = tmp_path / "eval.json"
+    config_file.write_text(json.dumps(config.to_dict()))
+    run = tmp_path / "run"
+    result = torchrun(["--config", str(config_file), "--out", str(run)], timeout=240)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    kinds = [(r["step"], r.get("kind", "train")) for r in rows]
+    assert kinds == [(2, "train"), (3, "eval"), (4, "train"), (6, "train"), (6, "eval")]

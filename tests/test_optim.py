@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from conftest import tiny_config
-from gankit.checkpoint import checkpoint_path, load_checkpoint
+from gankit.checkpoint import load_checkpoint
+from gankit.run import RunFolder
 from gankit.training import optim
 from gankit.training.loop import train
 from gankit.training.state import load_optimizer_state
@@ -62,7 +63,7 @@ def test_lr_factor():
 
 
 def learning_rates(run, step):
-    checkpoint = load_checkpoint(checkpoint_path(run, step))
+    checkpoint = load_checkpoint(RunFolder(run).checkpoint_path(step))
     return checkpoint.opt_g["param_groups"][0]["lr"], checkpoint.opt_d["param_groups"][0]["lr"]
 
 

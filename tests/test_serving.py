@@ -98,3 +98,73 @@ def test_concurrent_requests_are_all_correct(client):
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(fetch, range(200)))
     assert all(results)
+
+
+HOSTILE = {  # value -> why it is hostile (each parameter gets every one that is not in range)
+    "99999999999999999999999": "huge",
+    "-1": "negative",
+    "-99999999999999999999999": "hugely negative",
+    "nan": "NaN",
+    "inf": "inf",
+    "-inf": "-inf",
+    "1e-30": "tiny",
+    "": "empty",
+    "x" * 10_000: "10 kB string",
+    "3</script><script>alert(1)</script>": "markup",
+}
+PARAMETERS = {  # endpoint -> parameter -> values in its range
+    "/api/generate": {"n": {"1", "256"}, "seed": {"0"}, "label": {"0"}, "truncation": set()},
+    "/api/interpolate": {
+        "seed_a": {"0"},
+        "seed_b": {"0"},
+        "steps": set(),
+        "label": {"0"},
+        "linear": set(),
+    },  # fmt: skip
+}
+CASES = [(path, name, value) for path, names in PARAMETERS.items() for name, fine in names.items()
+         for value in HOSTILE if value not in fine]  # fmt: skip
+
+
+@pytest.mark.parametrize("path, name, value", CASES, ids=lambda x: str(x)[:20])
+def test_hostile_values_are_422_and_the_server_still_answers(client, path, name, value):
+    response = client.get(path, params={name: value})
+    assert response.status_code == 422, (name, HOSTILE[value], response.text[:200])
+    assert any(detail["loc"][-1] == name for detail in response.json()["detail"])
+    png_size(client.get("/api/generate", params={"n": 2, "label": 1}))
+
+
+@pytest.mark.parametrize("value", ["0.04", "2.01", "0"])
+def test_truncation_range(client, value):
+    assert client.get("/api/generate", params={"truncation": value}).status_code == 422
+
+
+def test_the_slowest_valid_requests_answer_quickly(client):
+    import time
+
+    for params in ({"n": 256, "truncation": 0.05, "seed": 2**63 - 1},
+                   {"n": 256, "truncation": 2}):  # fmt: skip
+        start = time.monotonic()
+        png_size(client.get("/api/generate", params=params))
+        assert time.monotonic() - start < 5
+    start = time.monotonic()
+    png_size(client.get("/api/interpolate", params={"steps": 32, "seed_a": 2**63 - 1}))
+    assert time.monotonic() - start < 5
+
+
+def test_run_info_in_the_page_cannot_close_its_script(tmp_path, module_npz):
+    from gankit.serving.app import script_json
+
+    text = script_json({"run": "</script><script>alert(1)</script><!--", "x": "a&b"})
+    assert "</" not in text and "<!--" not in text and "&" not in text
+    import json
+
+    assert json.loads(text) == {"run": "</script><script>alert(1)</script><!--", "x": "a&b"}
+    data = tmp_path / "a<" / "script><b>x" / "tiny.npz"  # the path reads a</script><b>x/...
+    data.parent.mkdir(parents=True)
+    data.write_bytes(module_npz.read_bytes())
+    train(tiny_config(data, preset="seed-gan", iterations=2), tmp_path / "run")
+    client = TestClient(create_app(tmp_path / "run"))
+    assert "</script><b>" in client.get("/api/info").json()["dataset"]
+    page = client.get("/").text
+    assert "</script><b>" not in page and page.count("</script>") == page.count("<script")

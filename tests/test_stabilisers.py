@@ -12,7 +12,7 @@ from gankit.config import available_presets, load_preset
 from gankit.data import load_dataset
 from gankit.losses import LOSSES
 from gankit.models import ARCHITECTURES, CONDITIONING
-from gankit.plots import read_metrics
+from gankit.run import read_metrics
 from gankit.training.loop import build_state, train, train_iteration
 from gankit.training.optim import ema_decay, update_ema
 from gankit.training.step import StepOptions

@@ -9,14 +9,16 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from gankit.checkpoint import list_checkpoints, load_checkpoint
+from gankit.checkpoint import load_checkpoint
+from gankit.errors import RunFolderError
 from gankit.losses import LOSSES, LossFamily
+from gankit.run import RunFolder
 from gankit.sampling import load_generator, sample
-from gankit.training.loop import RunFolderError, TrainingDiverged, train
+from gankit.training.loop import TrainingDiverged, train
 
 
 def weights(run):
-    state = load_checkpoint(list_checkpoints(run)[-1])
+    state = load_checkpoint(RunFolder(run).list_checkpoints()[-1])
     return state.step, {**state.generator, **{f"d.{k}": v for k, v in state.discriminator.items()}}
 
 
@@ -34,11 +36,14 @@ def test_short_run_writes_every_file(tmp_path, tiny_npz):
     assert [r["step"] for r in rows] == [2, 4]
     assert {"d_loss", "d_acc_real", "d_acc_fake", "g_loss", "d_acc"} <= set(rows[0])
     assert sorted(p.name for p in (run / "images").iterdir()) == ["2.png", "4.png"]
-    assert [p.name for p in list_checkpoints(run)] == ["step_0000002.pt", "step_0000004.pt"]
+    assert [p.name for p in RunFolder(run).list_checkpoints()] == [
+        "step_0000002.pt",
+        "step_0000004.pt",
+    ]
     assert (run / "loss.png").stat().st_size > 0
     fixed = torch.load(run / "fixed_noise.pt", weights_only=True)
     assert fixed["z"].shape == (10, 8) and fixed["labels"].tolist() == list(range(10))
-    state = load_checkpoint(list_checkpoints(run)[-1])
+    state = load_checkpoint(RunFolder(run).list_checkpoints()[-1])
     assert state.step == 4 and state.num_classes == 10 and state.image_shape == (1, 28, 28)
     assert state.config["train"]["seed"] == 3 and state.version
 
@@ -66,7 +71,7 @@ def test_resume_gives_the_same_weights(tmp_path, tiny_npz):
 def test_keeps_the_newest_checkpoints(tmp_path, tiny_npz):
     config = tiny_config(tiny_npz, iterations=10).with_overrides({"schedule.keep_checkpoints": 2})
     train(config, tmp_path / "run")
-    assert [p.name for p in list_checkpoints(tmp_path / "run")] == [
+    assert [p.name for p in RunFolder(tmp_path / "run").list_checkpoints()] == [
         "step_0000008.pt", "step_0000010.pt",
     ]  # fmt: skip
 
@@ -97,7 +102,7 @@ def test_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_npz, monkey
         TrainingDiverged, match="g_loss became NaN or inf before iteration 6.*step_0000004.pt"
     ):
         train(config, tmp_path / "run")
-    saved = list_checkpoints(tmp_path / "run")
+    saved = RunFolder(tmp_path / "run").list_checkpoints()
     assert [p.name for p in saved] == ["step_0000002.pt", "step_0000004.pt"]
     state = load_checkpoint(saved[-1])
     assert all(torch.isfinite(v).all() for v in state.generator.values())
@@ -109,7 +114,9 @@ def test_time_limit_stops_cleanly(tmp_path, tiny_npz):
     )
     state = train(config, tmp_path / "run")
     assert 0 < state.step < 10_000
-    assert [p.name for p in list_checkpoints(tmp_path / "run")] == [f"step_{state.step:07d}.pt"]
+    assert [p.name for p in RunFolder(tmp_path / "run").list_checkpoints()] == [
+        f"step_{state.step:07d}.pt"
+    ]
     assert (tmp_path / "run" / "images" / f"{state.step}.png").exists()
 
 
@@ -129,11 +136,11 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_npz):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list_checkpoints(run)) < 2:
+    while time.monotonic() < deadline and len(RunFolder(run).list_checkpoints()) < 2:
         time.sleep(0.02)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    found = list_checkpoints(run)
+    found = RunFolder(run).list_checkpoints()
     assert found and load_checkpoint(found[-1]).step < 300, "the run finished before the kill"
     resumed = subprocess.run(
         [*command, "--resume", str(run)], env=env, capture_output=True, text=True

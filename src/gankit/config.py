@@ -1,13 +1,15 @@
 """Run configuration: one dataclass per concern, composed into `RunConfig`.
 
 TOML or JSON in, the fully resolved configuration out as `config.json` (and inside every
-checkpoint). Unknown keys and wrongly typed values raise `ValueError` naming the key.
+checkpoint). Unknown keys and wrongly typed values raise `ConfigError` (a `ValueError`) naming
+the key.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import tomllib
 import types
 import typing
@@ -16,17 +18,21 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from gankit.errors import ConfigError
+
+SEED_MAX = 2**63 - 1  # seeds are 0..2^63-1 everywhere (config, CLI, web API)
+
 
 def _check_choice(key: str, value: str, choices: typing.Iterable[str]) -> None:
     if value not in choices:
-        raise ValueError(f"{key} = {value!r} is not valid; choose from {sorted(choices)}")
+        raise ConfigError(f"{key} = {value!r} is not valid; choose from {sorted(choices)}")
 
 
 def _check_positive(key: str, value: float | None, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
     if value is None or value <= 0:
-        raise ValueError(f"{key} must be > 0, got {value!r}")
+        raise ConfigError(f"{key} must be > 0, got {value!r}")
 
 
 @dataclass
@@ -63,14 +69,14 @@ class ModelConfig:
         _check_positive("model.channels", self.channels, allow_none=True)
         _check_positive("model.latent_dim", self.latent_dim)
         if len(self.d_dropout) != len(self.d_hidden):
-            raise ValueError(
+            raise ConfigError(
                 f"model.d_dropout has {len(self.d_dropout)} entries but model.d_hidden has "
                 f"{len(self.d_hidden)}; give one dropout rate per hidden layer"
             )
         if any(not 0.0 <= p < 1.0 for p in self.d_dropout):
-            raise ValueError(f"model.d_dropout rates must be in [0, 1), got {self.d_dropout}")
+            raise ConfigError(f"model.d_dropout rates must be in [0, 1), got {self.d_dropout}")
         if not 0.0 < self.bn_momentum <= 1.0:
-            raise ValueError(f"model.bn_momentum must be in (0, 1], got {self.bn_momentum}")
+            raise ConfigError(f"model.bn_momentum must be in (0, 1], got {self.bn_momentum}")
 
 
 @dataclass
@@ -89,7 +95,7 @@ class OptimConfig:
         _check_positive("optim.lr_d", self.lr_d)
         for key in ("beta1", "beta2"):
             if not 0.0 <= getattr(self, key) < 1.0:
-                raise ValueError(f"optim.{key} must be in [0, 1), got {getattr(self, key)}")
+                raise ConfigError(f"optim.{key} must be in [0, 1), got {getattr(self, key)}")
 
 
 @dataclass
@@ -128,15 +134,19 @@ class TrainConfig:
         _check_positive("train.batch_size", self.batch_size)
         _check_positive("train.threads", self.threads, allow_none=True)
         _check_positive("train.d_steps", self.d_steps)
+        if self.seed is not None and not 0 <= self.seed <= SEED_MAX:
+            raise ConfigError(f"train.seed must be in 0..2^63-1, got {self.seed}")
         _check_choice("train.precision", self.precision, ("fp32", "bf16"))
         if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"train.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+            raise ConfigError(
+                f"train.label_smoothing must be in [0, 1), got {self.label_smoothing}"
+            )
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
-            raise ValueError(f"train.ema_decay must be in (0, 1), got {self.ema_decay}")
+            raise ConfigError(f"train.ema_decay must be in (0, 1), got {self.ema_decay}")
         for key in ("gp_weight", "r1_gamma"):
             value = getattr(self, key)
             if value is not None and value < 0:
-                raise ValueError(f"train.{key} must be >= 0, got {value}")
+                raise ConfigError(f"train.{key} must be >= 0, got {value}")
 
 
 @dataclass
@@ -175,16 +185,16 @@ class RunConfig:
     def __post_init__(self) -> None:
         train, quirks = self.train, self.quirks
         if train.label_smoothing and train.loss not in ("nonsaturating", "minimax"):
-            raise ValueError(
+            raise ConfigError(
                 f"train.label_smoothing applies to the BCE losses, not train.loss = {train.loss!r}"
             )
         if train.gp_weight is not None and quirks.separate_d_steps:
-            raise ValueError(
+            raise ConfigError(
                 "train.gp_weight needs real and fake in one D step: "
                 "set quirks.separate_d_steps = false"
             )
         if self.model.architecture != "mlp" and self.model.channels is None:
-            raise ValueError(
+            raise ConfigError(
                 f"model.channels is required by architecture {self.model.architecture!r}"
             )
 
@@ -205,19 +215,19 @@ class RunConfig:
         for dotted, value in overrides.items():
             section, _, key = dotted.partition(".")
             if section not in merged or not isinstance(merged[section], dict) or not key:
-                raise ValueError(f"unknown configuration key {dotted!r}")
+                raise ConfigError(f"unknown configuration key {dotted!r}")
             merged[section][key] = value
         return RunConfig.from_dict(merged)
 
 
 def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
     if not isinstance(values, dict):
-        raise ValueError(f"configuration section {prefix.rstrip('.') or '<root>'} must be a table")
+        raise ConfigError(f"configuration section {prefix.rstrip('.') or '<root>'} must be a table")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
-        raise ValueError(f"unknown configuration key(s) {[prefix + k for k in unknown]}")
+        raise ConfigError(f"unknown configuration key(s) {[prefix + k for k in unknown]}")
     kwargs = {}
     for name, value in values.items():
         hint = hints[name]
@@ -236,16 +246,16 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
         for option in typing.get_args(hint):
             try:
                 return _coerce(key, value, option)
-            except ValueError as error:
+            except ConfigError as error:
                 errors.append(str(error))
-        raise ValueError(f"{key} = {value!r} has the wrong type; expected {hint}")
+        raise ConfigError(f"{key} = {value!r} has the wrong type; expected {hint}")
     if hint is type(None):
         if value is None:
             return None
-        raise ValueError(f"{key} = {value!r}: expected null")
+        raise ConfigError(f"{key} = {value!r}: expected null")
     if origin is list:
         if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{key} = {value!r}: expected a list")
+            raise ConfigError(f"{key} = {value!r}: expected a list")
         (item,) = typing.get_args(hint)
         return [_coerce(f"{key}[{i}]", v, item) for i, v in enumerate(value)]
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -256,7 +266,24 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
         return value
     if hint is str and isinstance(value, str):
         return value
-    raise ValueError(f"{key} = {value!r}: expected {getattr(hint, '__name__', hint)}")
+    raise ConfigError(f"{key} = {value!r}: expected {getattr(hint, '__name__', hint)}")
+
+
+def absolute_data_paths(config: RunConfig, base: str | Path) -> RunConfig:
+    """`data.dataset` (when it names a .npz file or a folder, not a dataset) and `data.data_dir`
+    made absolute against `base`, so that a resume from another directory finds the same data.
+    An unknown bare name stays as it is, for load_dataset's error to name it."""
+    from gankit.data import DATASETS
+
+    data = config.data
+    overrides = {}
+    name = data.dataset
+    is_path = name.endswith(".npz") or "/" in name or name.startswith("~") or Path(name).is_dir()
+    if name not in DATASETS and is_path and not Path(name).is_absolute():
+        overrides["data.dataset"] = os.path.abspath(Path(base) / Path(data.dataset).expanduser())
+    if data.data_dir is not None and not Path(data.data_dir).is_absolute():
+        overrides["data.data_dir"] = os.path.abspath(Path(base) / Path(data.data_dir).expanduser())
+    return config.with_overrides(overrides) if overrides else config
 
 
 def parse_value(text: str) -> Any:
@@ -281,7 +308,7 @@ def preset_description(name: str) -> str:
 
 def load_preset(name: str) -> RunConfig:
     if name not in available_presets():
-        raise ValueError(f"unknown preset {name!r}; choose from {available_presets()}")
+        raise ConfigError(f"unknown preset {name!r}; choose from {available_presets()}")
     text = resources.files("gankit").joinpath("presets", f"{name}.toml").read_text()
     values = tomllib.loads(text)
     values["preset"] = name
@@ -292,15 +319,15 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     """Reads a `.toml` or `.json` configuration file into a nested dict (not yet validated)."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"config file {str(path)!r} does not exist")
+        raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
         if path.suffix == ".toml":
             return tomllib.loads(path.read_text())
         if path.suffix == ".json":
             return json.loads(path.read_text())
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"config file {str(path)!r} is not valid: {error}") from error
-    raise ValueError(f"config file {str(path)!r} must end in .toml or .json")
+        raise ConfigError(f"config file {str(path)!r} is not valid: {error}") from error
+    raise ConfigError(f"config file {str(path)!r} must end in .toml or .json")
 
 
 def merge_config(base: RunConfig, values: dict[str, Any]) -> RunConfig:

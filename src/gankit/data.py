@@ -23,11 +23,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from gankit.errors import DataError
+
 logger = logging.getLogger(__name__)
-
-
-class DataError(ValueError):
-    """A dataset that cannot be loaded; the message names the file and the fault."""
 
 
 @dataclass

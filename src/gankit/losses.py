@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
+from gankit.errors import ConfigError
+
 Loss = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -141,5 +143,5 @@ BCE_LOSSES = ("nonsaturating", "minimax")  # the families that one-sided label s
 
 def get_loss(name: str) -> LossFamily:
     if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; choose from {sorted(LOSSES)}")
+        raise ConfigError(f"unknown loss {name!r}; choose from {sorted(LOSSES)}")
     return LOSSES[name]

@@ -6,18 +6,8 @@ that training, sampling and serving start without it.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
-
-
-def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a metrics.jsonl file (an empty list when it does not exist)."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def plot_losses(rows: list[dict[str, Any]], path: str | Path, title: str = "") -> Path | None:

@@ -15,7 +15,8 @@ from gankit.data import load_dataset
 from gankit.metrics.evaluate import Evaluator, real_floor_images
 from gankit.metrics.features import EXTRACTORS
 from gankit.metrics.memorisation import nearest_training_images, plot_neighbours
-from gankit.plots import plot_losses, plot_metrics, read_metrics
+from gankit.plots import plot_losses, plot_metrics
+from gankit.run import RunFolder
 from gankit.sampling import (
     LoadedGenerator,
     balanced_labels,
@@ -111,7 +112,7 @@ def write_report(
     """Writes RUN/report.html (or `out`) and returns its path."""
     run_dir = Path(run_dir)
     loaded = load_generator(run_dir, checkpoint)
-    config, rows = loaded.config, read_metrics(run_dir / "metrics.jsonl")
+    config, rows = loaded.config, RunFolder(run_dir).metrics()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         losses = plot_losses(rows, tmp / "loss.png", title="Losses and D accuracy")

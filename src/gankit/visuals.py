@@ -13,6 +13,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
+from gankit.errors import MissingFileError, UsageError
 from gankit.models.conditioning import check_labels
 from gankit.sampling import draw_noise, make_grid, sample, to_uint8
 
@@ -35,6 +36,11 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (torch.sin((1 - t) * omega)[:, None] * a + torch.sin(t * omega)[:, None] * b) / sin
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """Where the model's weights are (the noise is drawn on the CPU and moved there)."""
+    return next(model.parameters()).device
+
+
 def interpolate(
     model: nn.Module,
     seed_a: int,
@@ -50,7 +56,7 @@ def interpolate(
         float (steps, C, H, W) in [-1, 1]; the first and last equal `sample` with those seeds.
     """
     if steps < 2:
-        raise ValueError(f"steps must be >= 2, got {steps}")
+        raise UsageError(f"steps must be >= 2, got {steps}")
     dim = model.latent_dim
     z_a = draw_noise(1, dim, torch.Generator().manual_seed(seed_a), truncation)[0]
     z_b = draw_noise(1, dim, torch.Generator().manual_seed(seed_b), truncation)[0]
@@ -58,7 +64,7 @@ def interpolate(
     z = (slerp if spherical else lerp)(z_a, z_b, t)
     z[0], z[-1] = z_a, z_b  # exact endpoints despite rounding
     labels = None if label is None else torch.full((steps,), label, dtype=torch.int64)
-    return sample(model, steps, labels=labels, z=z)
+    return sample(model, steps, labels=labels, z=z, device=model_device(model))
 
 
 def class_morph(
@@ -76,7 +82,7 @@ def class_morph(
     soft[:, label_a] += 1 - t
     soft[:, label_b] += t
     z = draw_noise(1, model.latent_dim, torch.Generator().manual_seed(seed)).repeat(steps, 1)
-    return sample(model, steps, labels=soft, z=z)
+    return sample(model, steps, labels=soft, z=z, device=model_device(model))
 
 
 def save_strip(images: torch.Tensor, path: str | Path) -> Path:
@@ -99,7 +105,7 @@ def save_gif(
             for p in pixels
         ]
     if not frames:
-        raise ValueError("a GIF needs at least one frame")
+        raise UsageError("a GIF needs at least one frame")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=ms, loop=0)
@@ -121,7 +127,7 @@ def progress_gif(run_dir: str | Path, out: str | Path, max_frames: int = 60) -> 
     spaced, always ending on the last), each stamped with its iteration."""
     frames = progress_frames(run_dir)
     if not frames:
-        raise FileNotFoundError(f"run {str(run_dir)!r} has no grids in images/")
+        raise MissingFileError(f"run {str(run_dir)!r} has no grids in images/")
     keep = np.unique(np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).round())
     images = []
     for i in keep.astype(int):

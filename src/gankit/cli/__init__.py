@@ -1,7 +1,8 @@
 """The `gankit` command: argparse subcommands whose handlers build a config and call the library.
 
-Exit codes: 0 success, 1 a run that failed (e.g. diverged), 2 a usage error (bad flag, bad file,
-bad value), 130 interrupted.
+Exit codes: 0 success; 2 a fault the user can fix (a bad flag, value, file or folder: any
+`GankitError`), with a one-line message; 1 a run that failed (it diverged) or a bug in gankit,
+with its traceback; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 
 from gankit._version import __version__
 from gankit.cli.errors import UsageError
 from gankit.cli.evaluate import add_classifier_parser, add_evaluate_parser
 from gankit.cli.sample import add_sample_parser, add_serve_parser, add_visual_parsers
 from gankit.cli.train import add_presets_parser, add_train_parser
+from gankit.errors import GankitError
 
 __all__ = ["UsageError", "build_parser", "main"]
 
@@ -51,9 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError) as error:
+    except GankitError as error:
         print(f"gankit {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("gankit: interrupted", file=sys.stderr)
         return 130
+    except Exception:  # a bug in gankit: never blamed on the user
+        traceback.print_exc()
+        print(f"gankit {args.command}: internal error (a bug in gankit; please report it with "
+              "the traceback above)", file=sys.stderr)  # fmt: skip
+        return 1

@@ -1,5 +1,5 @@
-"""The usage error of the command line (exit code 2)."""
+"""The command line's usage error (exit code 2): gankit's own, re-exported for the handlers."""
 
+from gankit.errors import UsageError
 
-class UsageError(ValueError):
-    """A bad combination of command-line arguments."""
+__all__ = ["UsageError"]

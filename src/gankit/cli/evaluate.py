@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from gankit.cli.errors import UsageError
+from gankit.cli.ranges import SEED, int_in
 
 # --- gankit evaluate ----------------------------------------------------------------------------
 
@@ -25,13 +26,15 @@ def add_evaluate_parser(subparsers: Any) -> None:
     p.add_argument("target", nargs="?", help="a run folder or a samples .npz (omit with --real)")
     p.add_argument("--dataset", help="reference dataset (default: the run's)")
     p.add_argument("--data-dir", help="folder holding the IDX files (mnist, fashion-mnist)")
-    p.add_argument("--n", type=int, default=10_000, help="images to generate from a run (10000)")
+    p.add_argument(
+        "--n", type=int_in(2, 10**6), default=10_000, help="images to generate (2..1e6; 10000)"
+    )
     p.add_argument("--real", action="store_true", help="score real held-out images: the floor")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--no-floor", action="store_true", help="table without the real-data floor")
     p.add_argument("--checkpoint", default="latest", help="latest (default), best, or a path")
     p.add_argument("--weights", help="classifier weights file (default: the dataset's)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the noise and subsets (0)")
+    p.add_argument("--seed", type=SEED, default=0, help="noise and subset seed, 0..2^63-1 (0)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.set_defaults(handler=cmd_evaluate)
 
@@ -113,9 +116,9 @@ def add_classifier_parser(subparsers: Any) -> None:
     t = actions.add_parser("train", help="train the domain classifier of a dataset")
     t.add_argument("--dataset", required=True, help="mnist-sample, mnist or fashion-mnist")
     t.add_argument("--data-dir", help="folder holding the IDX files (mnist, fashion-mnist)")
-    t.add_argument("--epochs", type=int, help="passes over the training images (default: recipe)")
-    t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    t.add_argument("--threads", type=int, help="CPU threads for PyTorch")
+    t.add_argument("--epochs", type=int_in(1, 1000), help="passes over the images (1..1000)")
+    t.add_argument("--seed", type=SEED, default=0, help="random seed, 0..2^63-1 (default 0)")
+    t.add_argument("--threads", type=int_in(1, 1024), help="CPU threads for PyTorch (1..1024)")
     t.add_argument("--out", help="weights file (default: the user cache, used by the metrics)")
     t.set_defaults(handler=cmd_classifier_train)
 

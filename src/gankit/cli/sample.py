@@ -10,6 +10,8 @@ import numpy as np
 import torch
 
 from gankit.cli.errors import UsageError
+from gankit.cli.ranges import SEED, SEED_MAX, float_in, int_in
+from gankit.sampling import TRUNCATION
 
 # --- gankit sample -------------------------------------------------------------------------------
 
@@ -17,14 +19,14 @@ from gankit.cli.errors import UsageError
 def add_sample_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("sample", help="generate images from a trained run into an .npz")
     p.add_argument("run", help="run folder")
-    p.add_argument("--n", type=int, default=100, help="number of images (default 100)")
+    p.add_argument("--n", type=int_in(1, 10**6), default=100, help="number of images (1..1e6; 100)")
     p.add_argument("--out", help="output .npz (default RUN/samples.npz)")
     labels = p.add_mutually_exclusive_group()
-    labels.add_argument("--label", type=int, help="one class for every image")
+    labels.add_argument("--label", type=int_in(0, 10**4), help="one class for every image")
     labels.add_argument("--labels", help="'balanced' (default for CGANs) or a list like 0,1,2")
     p.add_argument("--grid", help="also save the first images (at most 100) as a PNG grid")
-    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
-    p.add_argument("--truncation", type=float, help="truncate z to [-t, t] (less variety)")
+    p.add_argument("--seed", type=SEED, default=0, help="noise seed, 0..2^63-1 (default 0)")
+    p.add_argument("--truncation", type=float_in(*TRUNCATION), help="truncated noise, t in 0.05..2")
     p.add_argument("--checkpoint", default="latest", help="latest (default), best, or a path")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.set_defaults(handler=cmd_sample)
@@ -96,8 +98,8 @@ def add_visual_parsers(subparsers: Any) -> None:
     p = subparsers.add_parser("interpolate", help="images along the latent path between 2 seeds")
     p.add_argument("run", help="run folder")
     p.add_argument("--seeds", default="0,1", help="two noise seeds, e.g. 3,7 (default 0,1)")
-    p.add_argument("--steps", type=int, default=10, help="images in the strip, ends included")
-    p.add_argument("--label", type=int, help="the class, for a conditional model (default 0)")
+    p.add_argument("--steps", type=int_in(2, 256), default=10, help="images in the strip (2..256)")
+    p.add_argument("--label", type=int_in(0, 10**4), help="the class, for a conditional model (0)")
     p.add_argument("--linear", action="store_true", help="linear instead of spherical path")
     p.add_argument("--out", required=True, help="PNG strip to write")
     p.add_argument("--gif", help="also write an animated GIF (there and back)")
@@ -106,25 +108,29 @@ def add_visual_parsers(subparsers: Any) -> None:
     m = subparsers.add_parser("morph", help="one noise, the class condition mixed from A to B")
     m.add_argument("run", help="run folder of a conditional model")
     m.add_argument("--classes", required=True, help="two classes, e.g. 3,8")
-    m.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
-    m.add_argument("--steps", type=int, default=10, help="images in the strip, ends included")
+    m.add_argument("--seed", type=SEED, default=0, help="noise seed, 0..2^63-1 (default 0)")
+    m.add_argument("--steps", type=int_in(2, 256), default=10, help="images in the strip (2..256)")
     m.add_argument("--out", required=True, help="PNG strip to write")
     m.add_argument("--gif", help="also write an animated GIF (there and back)")
     m.add_argument("--checkpoint", default="latest", help="latest (default), best, or a path")
     m.set_defaults(handler=cmd_morph)
     r = subparsers.add_parser("report", help="a self-contained HTML report of a run")
     r.add_argument("run", help="run folder")
-    r.add_argument("--n", type=int, default=5000, help="samples for the evaluation (5000)")
+    r.add_argument(
+        "--n", type=int_in(2, 10**6), default=5000, help="samples for the evaluation (5000)"
+    )
     r.add_argument("--out", help="HTML file (default RUN/report.html)")
     r.add_argument("--checkpoint", default="latest", help="latest (default), best, or a path")
     r.set_defaults(handler=cmd_report)
 
 
-def _two_ints(text: str, flag: str) -> tuple[int, int]:
+def _two_ints(text: str, flag: str, high: int = SEED_MAX) -> tuple[int, int]:
     try:
         a, b = (int(x) for x in text.split(","))
     except ValueError as error:
-        raise UsageError(f"{flag} expects two integers like 3,7, got {text!r}") from error
+        raise UsageError(f"{flag} expects two integers like 3,7, got {text[:40]!r}") from error
+    if not (0 <= a <= high and 0 <= b <= high):
+        raise UsageError(f"{flag}: each must be in 0..{high}, got {text[:40]}")
     return a, b
 
 
@@ -182,7 +188,7 @@ def add_serve_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("serve", help="web demo and PNG/JSON API for a trained run")
     p.add_argument("run", help="run folder")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--port", type=int_in(1, 65535), default=8000, help="port (default 8000)")
     p.add_argument("--checkpoint", default="latest", help="latest (default), best, or a path")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.set_defaults(handler=cmd_serve)
@@ -199,5 +205,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ) from error
     app = create_app(args.run, args.checkpoint, args.device)
     print(f"serving {args.run} on http://{args.host}:{args.port}/ (Ctrl-C stops)")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    # every request is bounded, and shutdown waits at most 3 s for those in flight
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
+                timeout_graceful_shutdown=3)  # fmt: skip
     return 0

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from gankit.cli.errors import UsageError
+from gankit.cli.ranges import BIG, SEED, float_in, int_in
 from gankit.config import (
     RunConfig,
+    absolute_data_paths,
     available_presets,
     load_preset,
     merge_config,
@@ -55,18 +57,26 @@ def add_train_parser(subparsers: Any) -> None:
         "--dataset", help="mnist-sample (default), mnist, fashion-mnist, a .npz or a folder"
     )
     p.add_argument("--data-dir", help="folder holding the IDX files of mnist / fashion-mnist")
-    p.add_argument("--iterations", type=int, help="training iterations (batches)")
-    p.add_argument("--batch-size", type=int, help="images per batch")
-    p.add_argument("--seed", type=int, help="random seed (drawn and recorded when omitted)")
+    p.add_argument("--iterations", type=int_in(1, BIG), help="training iterations (1..1e9)")
+    p.add_argument("--batch-size", type=int_in(1, 65536), help="images per batch (1..65536)")
+    p.add_argument(
+        "--seed", type=SEED, help="random seed, 0..2^63-1 (drawn and recorded when omitted)"
+    )
     p.add_argument("--device", help="cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's)")
+    p.add_argument("--threads", type=int_in(1, 1024), help="CPU threads for PyTorch (1..1024)")
     p.add_argument("--loss", help="GAN loss family, e.g. nonsaturating, hinge")
-    p.add_argument("--log-every", type=int, help="iterations per metrics row (default 50)")
-    p.add_argument("--sample-every", type=int, help="iterations per sample grid (default 200)")
-    p.add_argument("--checkpoint-every", type=int, help="iterations per checkpoint (default 1000)")
-    p.add_argument("--time-limit", type=float, help="stop cleanly after this many seconds")
-    p.add_argument("--eval-every", type=int, help="iterations per evaluation (FID etc.; off)")
-    p.add_argument("--eval-samples", type=int, help="images per evaluation (default 2000)")
+    p.add_argument("--log-every", type=int_in(1, BIG), help="iterations per metrics row (50)")
+    p.add_argument("--sample-every", type=int_in(1, BIG), help="iterations per grid (200)")
+    p.add_argument(
+        "--checkpoint-every", type=int_in(1, BIG), help="iterations per checkpoint (1000)"
+    )
+    p.add_argument(
+        "--time-limit", type=float_in(1e-3, 1e8), help="stop cleanly after this many seconds"
+    )
+    p.add_argument(
+        "--eval-every", type=int_in(1, BIG), help="iterations per evaluation (FID etc.; off)"
+    )
+    p.add_argument("--eval-samples", type=int_in(2, 10**6), help="images per evaluation (2000)")
     p.add_argument("--precision", choices=["fp32", "bf16"], help="bf16: autocast forward passes")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile G and D")
     p.add_argument(
@@ -78,7 +88,7 @@ def add_train_parser(subparsers: Any) -> None:
     )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
-        "--nproc", type=int, help="data-parallel processes on this machine (launches torchrun)"
+        "--nproc", type=int_in(1, 1024), help="data-parallel processes here (launches torchrun)"
     )
     p.set_defaults(handler=cmd_train)
 
@@ -99,8 +109,9 @@ def build_train_config(args: argparse.Namespace) -> tuple[RunConfig, Path, bool]
             raise UsageError("give --out DIR, the run folder to create")
         out = Path(args.out)
         config = load_preset(args.preset) if args.preset else RunConfig()
-        if args.config:
-            config = merge_config(config, read_config_file(args.config))
+        if args.config:  # its relative data paths are relative to the file's own folder
+            from_file = merge_config(config, read_config_file(args.config))
+            config = absolute_data_paths(from_file, Path(args.config).resolve().parent)
     overrides = {
         TRAIN_FLAGS[k]: v for k, v in vars(args).items() if k in TRAIN_FLAGS and v is not None
     }

@@ -17,6 +17,7 @@ from torch.nn import functional as F
 from gankit._version import __version__
 from gankit.checkpoint import atomic_save
 from gankit.data import load_dataset
+from gankit.errors import UsageError
 from gankit.metrics.features import EXTRACTORS, DomainClassifier
 
 logger = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ def train_classifier(
     on the train split, measured on the test split.
     """
     if dataset not in EXTRACTORS:
-        raise ValueError(f"no domain classifier for {dataset!r}; choose from {sorted(EXTRACTORS)}")
+        raise UsageError(f"no domain classifier for {dataset!r}; choose from {sorted(EXTRACTORS)}")
     epochs = epochs or EPOCHS[dataset]
     flip = dataset == "fashion-mnist"
     train = load_dataset(dataset, "train", data_dir)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from gankit.data import load_dataset
+from gankit.errors import MissingFileError, UsageError
 from gankit.metrics.distances import (
     density_coverage,
     frechet_distance,
@@ -50,7 +51,7 @@ class Evaluator:
         split: str = "train",
     ) -> Evaluator:
         if dataset not in EXTRACTORS:
-            raise ValueError(
+            raise UsageError(
                 f"no domain classifier for dataset {dataset!r}; choose from {sorted(EXTRACTORS)}"
             )
         extractor = load_extractor(dataset, weights)
@@ -69,7 +70,7 @@ def check_images(images: np.ndarray | torch.Tensor, source: str) -> None:
         return
     if len(shape) == 4 and shape[1:] == (1, 28, 28):
         return
-    raise ValueError(
+    raise UsageError(
         f"{source}: images of shape {shape}; the domain classifiers read 1-channel 28x28 "
         "images, uint8 (N, 28, 28)"
     )
@@ -93,7 +94,7 @@ def evaluate_images(
     """
     n = len(images)
     if n < 2:
-        raise ValueError(f"need at least 2 images to evaluate, got {n}")
+        raise UsageError(f"need at least 2 images to evaluate, got {n}")
     features, logits = extract(extractor, images)
     mu, sigma = gaussian_stats(features)
     generator = torch.Generator().manual_seed(seed)
@@ -139,9 +140,9 @@ def conditional_figures(
     """cond_acc, its per-class values, and intra-class FID (mean over the classes asked for)."""
     labels = torch.as_tensor(labels, dtype=torch.int64)
     if len(labels) != len(features):
-        raise ValueError(f"{len(labels)} labels for {len(features)} images")
+        raise UsageError(f"{len(labels)} labels for {len(features)} images")
     if labels.min() < 0 or labels.max() >= num_classes:
-        raise ValueError(
+        raise UsageError(
             f"labels must be in 0..{num_classes - 1}, got {labels.min()}..{labels.max()}"
         )
     correct = (predicted == labels).double()
@@ -181,25 +182,25 @@ def load_npz_samples(path: str | Path) -> tuple[np.ndarray, torch.Tensor | None]
     """`images` uint8 (N, 28, 28) and optional `labels` (N,) from an npz, with clear errors."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise MissingFileError(f"{path}: no such file")
     try:
         with np.load(path, allow_pickle=False) as archive:
             if "images" not in archive.files:
-                raise ValueError(f"{path}: no 'images' array (has {archive.files})")
+                raise UsageError(f"{path}: no 'images' array (has {archive.files})")
             images = archive["images"]
             labels = archive["labels"] if "labels" in archive.files else None
     except (OSError, EOFError, zipfile.BadZipFile) as error:
-        raise ValueError(f"{path}: not a readable .npz file ({error})") from error
-    except ValueError as error:
-        if str(path) in str(error):
-            raise
-        raise ValueError(f"{path}: not a readable .npz file ({error})") from error
+        raise UsageError(f"{path}: not a readable .npz file ({error})") from error
+    except UsageError:
+        raise
+    except ValueError as error:  # numpy's error for a malformed array inside the archive
+        raise UsageError(f"{path}: not a readable .npz file ({error})") from error
     if images.dtype != np.uint8:
-        raise ValueError(f"{path}: images must be uint8 in 0..255, got {images.dtype}")
+        raise UsageError(f"{path}: images must be uint8 in 0..255, got {images.dtype}")
     check_images(images, str(path))
     if labels is not None:
         if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(
+            raise UsageError(
                 f"{path}: labels must be integers of shape ({len(images)},), got {labels.shape}"
             )
         labels = torch.from_numpy(labels.astype(np.int64))

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from gankit.data import cache_dir
+from gankit.errors import MissingFileError, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def user_weights_path(dataset: str) -> Path:
 def default_weights_path(dataset: str) -> Path:
     """A user's retrained classifier if there is one, else the weights shipped in the package."""
     if dataset not in EXTRACTORS:
-        raise ValueError(
+        raise UsageError(
             f"no domain classifier for dataset {dataset!r}; the metrics know {sorted(EXTRACTORS)}"
         )
     user = user_weights_path(dataset)
@@ -108,7 +109,7 @@ def load_extractor(
     """Loads the domain classifier of `dataset` (or the given weights file)."""
     path = Path(weights) if weights is not None else default_weights_path(dataset)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"classifier weights {str(path)!r} not found; train them with "
             f"`gankit classifier train --dataset {dataset}`"
         )
@@ -118,7 +119,7 @@ def load_extractor(
         model = DomainClassifier(payload["num_classes"])
         model.load_state_dict({k: v.float() for k, v in payload["state_dict"].items()})
     except Exception as error:  # torch raises several types for corrupt or foreign files
-        raise ValueError(f"classifier weights {str(path)!r} cannot be loaded: {error}") from error
+        raise UsageError(f"classifier weights {str(path)!r} cannot be loaded: {error}") from error
     # channels-last halves CPU inference time here (oneDNN convolutions and pooling prefer it)
     model.to(device, memory_format=torch.channels_last).eval()
     name = payload.get("extractor", EXTRACTORS.get(dataset, (f"{dataset}-cnn",))[0])

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from gankit.config import ModelConfig
+from gankit.errors import ConfigError
 from gankit.models.conditioning import CONDITIONING
 from gankit.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from gankit.models.init import INITS, apply_spectral_norm
@@ -36,16 +37,16 @@ def build_models(
         num_classes: classes of the dataset; ignored (0) when `config.conditioning` is "none".
     """
     if config.architecture not in ARCHITECTURES:
-        raise ValueError(
+        raise ConfigError(
             f"unknown model {config.architecture!r}; choose from {sorted(ARCHITECTURES)}"
         )
     if config.conditioning not in CONDITIONING:
-        raise ValueError(
+        raise ConfigError(
             f"unknown conditioning {config.conditioning!r}; choose from {sorted(CONDITIONING)}"
         )
     classes = 0 if config.conditioning == "none" else num_classes
     if config.conditioning != "none" and classes < 2:
-        raise ValueError(f"conditioning {config.conditioning!r} needs >= 2 classes, got {classes}")
+        raise ConfigError(f"conditioning {config.conditioning!r} needs >= 2 classes, got {classes}")
     generator_class, discriminator_class = ARCHITECTURES[config.architecture]
     if config.architecture == "mlp":
         generator = generator_class(
@@ -58,7 +59,7 @@ def build_models(
         )  # fmt: skip
     else:
         if config.channels is None:
-            raise ValueError(f"model.channels is required by architecture {config.architecture!r}")
+            raise ConfigError(f"model.channels is required by architecture {config.architecture!r}")
         generator = generator_class(
             config.latent_dim, image_shape, config.channels, classes, config.conditioning,
             config.bn_momentum, config.bn_eps,

@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from gankit.errors import UsageError
+
 
 def check_labels(labels: torch.Tensor | None, num_classes: int, *, values: bool = True) -> None:
     """Raises ValueError unless `labels` suit a model with `num_classes` classes (0: none).
@@ -19,22 +21,22 @@ def check_labels(labels: torch.Tensor | None, num_classes: int, *, values: bool 
     """
     if labels is None:
         if num_classes > 0:
-            raise ValueError(
+            raise UsageError(
                 f"this model is conditional ({num_classes} classes): pass labels "
                 "(int64 tensor of shape (N,))"
             )
         return
     if num_classes == 0:
-        raise ValueError("this model is unconditional (num_classes = 0) but labels were given")
+        raise UsageError("this model is unconditional (num_classes = 0) but labels were given")
     if labels.is_floating_point():  # soft labels (N, C), for class morphing
         if labels.dim() != 2 or labels.shape[1] != num_classes:
-            raise ValueError(
+            raise UsageError(
                 f"soft labels must have shape (N, {num_classes}), got {tuple(labels.shape)}"
             )
         return
     if values and labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
         bad = labels[(labels < 0) | (labels >= num_classes)][0].item()
-        raise ValueError(f"label {bad} is outside the model's classes 0..{num_classes - 1}")
+        raise UsageError(f"label {bad} is outside the model's classes 0..{num_classes - 1}")
 
 
 def embed(embedding: nn.Embedding, labels: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from gankit.errors import ConfigError
 from gankit.models.conditioning import (
     CONDITIONING,
     INPUTS,
@@ -22,7 +23,7 @@ from gankit.models.normalization import batch_norm, run_layers
 def _check_shape(image_shape: tuple[int, int, int]) -> tuple[int, int]:
     _, height, width = image_shape
     if height % 4 or width % 4:
-        raise ValueError(f"the dcgan architecture needs H and W divisible by 4, got {image_shape}")
+        raise ConfigError(f"the dcgan architecture needs H and W divisible by 4, got {image_shape}")
     return height // 4, width // 4
 
 

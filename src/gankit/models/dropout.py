@@ -13,6 +13,8 @@ import math
 import torch
 from torch import nn
 
+from gankit.errors import ConfigError
+
 DROPOUT_IMPLS = ("torch", "fast")
 
 
@@ -28,9 +30,9 @@ class Dropout(nn.Module):
     def __init__(self, p: float, impl: str = "torch") -> None:
         super().__init__()
         if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+            raise ConfigError(f"dropout probability must be in [0, 1), got {p}")
         if impl not in DROPOUT_IMPLS:
-            raise ValueError(f"unknown dropout impl {impl!r}; choose from {list(DROPOUT_IMPLS)}")
+            raise ConfigError(f"unknown dropout impl {impl!r}; choose from {list(DROPOUT_IMPLS)}")
         self.p, self.impl = p, impl
         self.generator: torch.Generator | None = None  # None: torch's global generator
 

@@ -1,9 +1,12 @@
 """`gankit serve RUN`: a small web demo and a JSON + PNG API around one trained generator.
 
 The model loads once at start-up; one lock serialises the generator's forward passes (PyTorch
-modules are not safe to call from several threads at once), and every request's work is bounded
-(`n <= MAX_IMAGES`, `steps <= MAX_STEPS`). The page is plain HTML and JavaScript served by the
-app itself: no build step, no CDN, it works offline.
+modules are not safe to call from several threads at once). Every parameter has a stated range
+(a 422 naming it otherwise; NaN and inf are refused) and every request's work is bounded and
+free of loops that depend on random draws (`n <= MAX_IMAGES`, `steps <= MAX_STEPS`, truncated
+noise by inverse CDF), so each answers in well under a second on 2 CPU cores and none can hold
+the lock for long. The page is plain HTML and JavaScript served by the app itself: no build
+step, no CDN, it works offline.
 """
 
 from __future__ import annotations
@@ -18,13 +21,24 @@ from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
 
 from gankit._version import __version__
-from gankit.plots import read_metrics
-from gankit.sampling import grid_png, load_generator, sample
+from gankit.config import SEED_MAX
+from gankit.run import RunFolder
+from gankit.sampling import TRUNCATION, grid_png, load_generator, sample
 from gankit.visuals import interpolate
 
 MAX_IMAGES = 256
 MAX_STEPS = 32
+MAX_LABEL = 10_000  # above any dataset's classes; the model's own range is checked too
 PAGE = (Path(__file__).parent / "page.html").read_text()
+
+
+def script_json(value: Any) -> str:
+    """JSON that is safe inside an HTML <script> element: `<`, `>` and `&` (so `</script>` and
+    `<!--`) and the JavaScript line separators are escaped as \\u sequences."""
+    text = json.dumps(value)
+    for char in ("<", ">", "&", "\u2028", "\u2029"):
+        text = text.replace(char, f"\\u{ord(char):04x}")
+    return text
 
 
 def _png(images: torch.Tensor, ncol: int) -> Response:
@@ -42,9 +56,7 @@ def create_app(run_dir: str | Path, checkpoint: str = "latest", device: str = "c
     """The app for one run (its generator loads here, once)."""
     loaded = load_generator(run_dir, checkpoint, device)
     model, classes, lock = loaded.model, loaded.num_classes, threading.Lock()
-    evaluations = [
-        r for r in read_metrics(Path(run_dir) / "metrics.jsonl") if r.get("kind") == "eval"
-    ]
+    evaluations = [r for r in RunFolder(run_dir).metrics() if r.get("kind") == "eval"]
     info = {
         "run": Path(run_dir).name,
         "preset": loaded.config.preset,
@@ -74,9 +86,11 @@ def create_app(run_dir: str | Path, checkpoint: str = "latest", device: str = "c
             raise _bad("label", f"{label} is outside the model's classes 0..{classes - 1}")
         return torch.tensor(label)
 
+    page_html = PAGE.replace("__INFO__", script_json(info))
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
-        return PAGE.replace("__INFO__", json.dumps(info))
+        return page_html
 
     @app.get("/api/info")
     def api_info() -> dict[str, Any]:
@@ -87,10 +101,18 @@ def create_app(run_dir: str | Path, checkpoint: str = "latest", device: str = "c
         "/api/generate", response_class=Response, responses={200: {"content": {"image/png": {}}}}
     )
     def api_generate(
-        n: int = Query(16, ge=1, le=MAX_IMAGES, description="number of images"),
-        seed: int = Query(0, description="noise seed"),
-        label: int | None = Query(None, description="class (conditional models; default: all)"),
-        truncation: float | None = Query(None, gt=0, le=10, description="truncate z to [-t, t]"),
+        n: int = Query(16, ge=1, le=MAX_IMAGES, description="number of images, 1..256"),
+        seed: int = Query(0, ge=0, le=SEED_MAX, description="noise seed, 0..2^63-1"),
+        label: int | None = Query(
+            None, ge=0, le=MAX_LABEL, description="class (conditional models; default: all)"
+        ),
+        truncation: float | None = Query(
+            None,
+            ge=TRUNCATION[0],
+            le=TRUNCATION[1],
+            allow_inf_nan=False,
+            description="truncated noise: z from the normal cut to [-t, t], t in 0.05..2",
+        ),  # fmt: skip
     ) -> Response:
         """A PNG grid of n images (a conditional model without label cycles through classes)."""
         chosen = check_label(label)
@@ -108,10 +130,12 @@ def create_app(run_dir: str | Path, checkpoint: str = "latest", device: str = "c
         "/api/interpolate", response_class=Response, responses={200: {"content": {"image/png": {}}}}
     )
     def api_interpolate(
-        seed_a: int = Query(0, description="seed of the first end"),
-        seed_b: int = Query(1, description="seed of the last end"),
-        steps: int = Query(10, ge=2, le=MAX_STEPS, description="images, ends included"),
-        label: int | None = Query(None, description="class (conditional models; default 0)"),
+        seed_a: int = Query(0, ge=0, le=SEED_MAX, description="seed of the first end"),
+        seed_b: int = Query(1, ge=0, le=SEED_MAX, description="seed of the last end"),
+        steps: int = Query(10, ge=2, le=MAX_STEPS, description="images, ends included, 2..32"),
+        label: int | None = Query(
+            None, ge=0, le=MAX_LABEL, description="class (conditional models; default 0)"
+        ),
         linear: bool = Query(False, description="linear instead of spherical path"),
     ) -> Response:
         """A PNG strip along the latent path between the noise of two seeds."""

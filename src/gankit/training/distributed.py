@@ -228,18 +228,6 @@ def mean_across(values: torch.Tensor, world: World) -> torch.Tensor:
     return total / world.size
 
 
-def test_failure_step(world: World) -> int | None:
-    """Test hook: GANKIT_TEST_FAIL_AT=STEP[:RANK] makes that rank fail at that iteration.
-
-    Read once before the loop; returns the iteration at which this rank must fail, or None.
-    """
-    spec = os.environ.get("GANKIT_TEST_FAIL_AT")
-    if not spec:
-        return None
-    at, _, rank = spec.partition(":")
-    return int(at) if world.rank == int(rank or 0) else None
-
-
 def shutdown(world: World) -> None:
     if world.distributed and dist.is_initialized():
         dist.destroy_process_group()

@@ -4,15 +4,15 @@ and warnings when the generator collapses."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from gankit.checkpoint import save_checkpoint
 from gankit.config import RunConfig
+from gankit.errors import ConfigError
 from gankit.metrics.evaluate import Evaluator
 from gankit.metrics.features import EXTRACTORS
+from gankit.run import RunFolder
 from gankit.sampling import sample_balanced
 from gankit.training.state import TrainState, to_checkpoint
 
@@ -26,7 +26,7 @@ def training_evaluator(config: RunConfig) -> Evaluator | None:
         return None
     if data.dataset not in EXTRACTORS:
         if sched.eval_every is not None:
-            raise ValueError(
+            raise ConfigError(
                 f"schedule.eval_every needs a dataset with a domain classifier "
                 f"({sorted(EXTRACTORS)}), not {data.dataset!r}"
             )
@@ -35,7 +35,11 @@ def training_evaluator(config: RunConfig) -> Evaluator | None:
 
 
 def evaluate_during_training(
-    state: TrainState, evaluator: Evaluator, config: RunConfig, out: Path, device: torch.device
+    state: TrainState,
+    evaluator: Evaluator,
+    config: RunConfig,
+    folder: RunFolder,
+    device: torch.device,
 ) -> dict[str, Any]:
     """Scores `eval_samples` images (fixed seed), keeps best.pt by FID, and flags collapse."""
     images, labels = sample_balanced(state.sampler, config.schedule.eval_samples, 0, device)
@@ -43,7 +47,7 @@ def evaluate_during_training(
     row = {"step": state.step, "kind": "eval", **result}
     if result["fid"] < state.metrics.get("best_fid", float("inf")):
         state.metrics["best_fid"], state.metrics["best_step"] = result["fid"], state.step
-        save_checkpoint(to_checkpoint(state, config, device), out / "checkpoints" / "best.pt")
+        folder.save_best(to_checkpoint(state, config, device))
     saturated = state.metrics.get("d_acc", 0.0) >= 0.99
     state.metrics["saturated_evals"] = (
         state.metrics.get("saturated_evals", 0) + 1 if saturated else 0

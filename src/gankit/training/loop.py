@@ -10,7 +10,6 @@ import json
 import logging
 import math
 import secrets
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,18 +18,12 @@ from typing import Any
 
 import torch
 
-from gankit.checkpoint import (
-    atomic_save,
-    checkpoint_path,
-    latest_checkpoint,
-    load_checkpoint,
-    prune_checkpoints,
-    save_checkpoint,
-)
-from gankit.config import RunConfig
+from gankit.config import RunConfig, absolute_data_paths
 from gankit.data import ImageDataset, load_dataset
+from gankit.errors import ConfigError, RunFolderError
 from gankit.models import memory_format
-from gankit.plots import plot_losses, plot_metrics, read_metrics
+from gankit.plots import plot_losses, plot_metrics
+from gankit.run import RunFolder
 from gankit.sampling import fixed_noise_grid
 from gankit.training.distributed import (
     SINGLE,
@@ -41,9 +34,9 @@ from gankit.training.distributed import (
     local_device,
     mean_across,
     shutdown,
-    test_failure_step,
 )
 from gankit.training.evaluation import evaluate_during_training, training_evaluator
+from gankit.training.faults import Faults, kill_self
 from gankit.training.optim import ema_decay, lr_factor, set_learning_rate, update_ema
 from gankit.training.state import (
     TrainState,
@@ -65,77 +58,74 @@ class TrainingDiverged(RuntimeError):
     """A loss became NaN or inf; the last checkpoint on disk is still good."""
 
 
-class RunFolderError(ValueError):
-    """The run folder cannot be used as asked (exists, or has nothing to resume)."""
-
-
-def prepare_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
-    if resume:
-        if not (out / "config.json").is_file():
-            raise RunFolderError(f"cannot resume {str(out)!r}: it has no config.json")
-        return
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise RunFolderError(
-                f"run folder {str(out)!r} exists and is not empty; pass --overwrite to replace "
-                "it or --resume to continue it"
-            )
-        shutil.rmtree(out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / "checkpoints").mkdir(exist_ok=True)
-
-
 def resolve_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train.device = {name!r} but CUDA is not available on this machine")
+        raise ConfigError(f"train.device = {name!r} but CUDA is not available on this machine")
     if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"train.device = {name!r}; choose 'cpu', 'cuda' or 'cuda:N'")
+        raise ConfigError(f"train.device = {name!r}; choose 'cpu', 'cuda' or 'cuda:N'")
     return device
 
 
-def truncate_metrics(path: Path, step: int) -> None:
-    """Drops rows logged after `step` (work lost by a crash that a resume will redo)."""
-    rows = [r for r in read_metrics(path) if r.get("step", 0) <= step]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tmp.replace(path)
-
-
-def start(
-    config: RunConfig, out: Path, resume: bool, overwrite: bool, world: World
-) -> tuple[RunConfig, TrainState, ImageDataset, torch.device]:
-    """Prepares the folder (rank 0), seed, data and state; restores the latest checkpoint."""
+def prepare_folder(folder: RunFolder, resume: bool, overwrite: bool, world: World) -> None:
+    """Rank 0 creates or locks the folder; every rank learns whether that worked, so that a
+    refused folder stops the whole job at once instead of leaving ranks > 0 waiting."""
+    problem = None
     if world.main:
-        prepare_run_folder(out, resume, overwrite)
+        try:
+            if resume:
+                folder.require_resumable()
+                folder.lock()
+            else:
+                folder.create(overwrite)
+        except RunFolderError as error:
+            problem = error
+    message = broadcast_object(None if problem is None else str(problem), world)
+    if problem is not None:
+        raise problem
+    if message is not None:
+        raise RunFolderError(message)
+
+
+def check_config(config: RunConfig, world: World) -> RunConfig:
+    """Draws the seed when missing (rank 0, for all) and refuses what DDP cannot do."""
     if config.train.seed is None:
-        seed = broadcast_object(secrets.randbelow(2**31), world)  # rank 0 draws it for all
+        seed = broadcast_object(secrets.randbelow(2**31), world)
         config = config.with_overrides({"train.seed": seed})
         logger.info("no seed given; drew seed %d", seed)
-    broadcast_object(None, world)  # ranks > 0 go on once rank 0 has prepared the folder
     if config.train.batch_size % world.size:
-        raise ValueError(
+        raise ConfigError(
             f"train.batch_size = {config.train.batch_size} (the global batch) is not divisible "
             f"by the {world.size} processes"
         )
     if world.distributed and (config.train.gp_weight or config.train.r1_gamma):
-        raise ValueError("gradient penalties (gp_weight, r1_gamma) are not supported under DDP")
+        raise ConfigError("gradient penalties (gp_weight, r1_gamma) are not supported under DDP")
+    return absolute_data_paths(config, Path.cwd())
+
+
+def start(
+    config: RunConfig, folder: RunFolder, resume: bool, overwrite: bool, world: World
+) -> tuple[RunConfig, TrainState, ImageDataset, torch.device]:
+    """Prepares the folder (rank 0), seed, data and state; restores the newest readable
+    checkpoint (a resume with none restarts cleanly, dropping the dead run's metric rows)."""
+    prepare_folder(folder, resume, overwrite, world)
+    config = check_config(config, world)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     device = resolve_device(local_device(config.train.device, world))
     data = config.data
     dataset = load_dataset(data.dataset, data.split, data.data_dir)
     state = build_state(config, dataset, device, world)
-    found = latest_checkpoint(out) if resume else None
+    found = folder.latest_readable(map_location=device) if resume else None
     if found is not None:
-        restore_state(state, load_checkpoint(found, map_location=device), device, world)
-        if world.main:
-            truncate_metrics(out / "metrics.jsonl", state.step)
-        logger.info("resuming %s from iteration %d", out, state.step)
+        restore_state(state, found[1], device, world)
+        logger.info("resuming %s from iteration %d", folder.path, state.step)
     if world.main:
-        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-        if not (out / "fixed_noise.pt").exists() or not resume:
-            atomic_save(fixed_noise(state), out / "fixed_noise.pt")
+        if resume:
+            folder.truncate_metrics(state.step)
+        folder.write_config(config.to_dict())
+        if not folder.fixed_noise_path.exists() or found is None:
+            folder.save_fixed_noise(fixed_noise(state))
     return config, state, dataset, device
 
 
@@ -149,30 +139,34 @@ def train(
 ) -> TrainState:
     """Trains a GAN or CGAN as `config` says and writes the run folder `out`.
 
-    Under torchrun every process calls this; rank 0 alone writes the folder.
+    Under torchrun every process calls this; rank 0 alone writes the folder, and holds its
+    lock for the whole run.
 
     Args:
-        config: the run configuration (the seed is drawn and recorded when None).
+        config: the run configuration (the seed is drawn and recorded when None; relative
+            dataset paths are taken from the current directory and stored absolute).
         out: the run folder.
-        resume: continue from the folder's latest checkpoint (a fresh start if it has none).
-        overwrite: replace an existing non-empty folder.
+        resume: continue from the folder's newest readable checkpoint (a fresh start if it
+            has none).
+        overwrite: replace an existing non-empty folder, if it is a gankit run.
         progress: called as progress(step, row) after each logged window (rank 0).
 
     Raises:
         TrainingDiverged: a loss became NaN or inf; the last checkpoint is kept.
-        RunFolderError, ValueError: bad folder or configuration.
+        GankitError: a bad folder, configuration or dataset (RunFolderError, ConfigError, ...).
     """
-    out = Path(out)
+    folder = RunFolder(out)
     world = init_world(config.train.device)
     try:
-        config, state, dataset, device = start(config, out, resume, overwrite, world)
-        run_loop(config, state, dataset, device, out, world, progress)
+        config, state, dataset, device = start(config, folder, resume, overwrite, world)
+        run_loop(config, state, dataset, device, folder, world, progress)
     finally:
+        folder.unlock()
         shutdown(world)
     if world.main:
-        rows = read_metrics(out / "metrics.jsonl")
-        plot_metrics(rows, out / "metrics.png")
-        plot_losses(rows, out / "loss.png", title=f"{config.preset or 'run'}: losses")
+        rows = folder.metrics()
+        plot_metrics(rows, folder.path / "metrics.png")
+        plot_losses(rows, folder.path / "loss.png", title=f"{config.preset or 'run'}: losses")
     return state
 
 
@@ -183,7 +177,7 @@ class Loop:
 
     config: RunConfig
     options: StepOptions
-    out: Path
+    folder: RunFolder
     world: World
     device: torch.device
     progress: ProgressHook | None
@@ -193,6 +187,7 @@ class Loop:
     window: list[torch.Tensor] = field(default_factory=list)
     window_start: float = field(default_factory=time.monotonic)
     window_step: int = 0
+    faults: Faults = field(default_factory=Faults)  # test hooks (GANKIT_TEST_*), else none
 
 
 def run_loop(
@@ -200,7 +195,7 @@ def run_loop(
     state: TrainState,
     dataset: ImageDataset,
     device: torch.device,
-    out: Path,
+    folder: RunFolder,
     world: World,
     progress: ProgressHook | None,
 ) -> None:
@@ -209,16 +204,13 @@ def run_loop(
     images = dataset.images.to(device).contiguous(memory_format=memory_format(config.model))
     labels = dataset.labels.to(device)
     evaluator = training_evaluator(config) if world.main else None
-    metrics_file = open(out / "metrics.jsonl", "a") if world.main else None
-    loop = Loop(config, StepOptions.from_config(config), out, world, device, progress,
-                evaluator, metrics_file, window_step=state.step)  # fmt: skip
-    fail_at = test_failure_step(world)
+    metrics_file = folder.open_metrics() if world.main else None
+    loop = Loop(config, StepOptions.from_config(config), folder, world, device, progress,
+                evaluator, metrics_file, window_step=state.step,
+                faults=Faults.from_env(world))  # fmt: skip
     try:
         while state.step < config.train.iterations:
-            if state.step + 1 == fail_at:
-                raise RuntimeError(
-                    f"GANKIT_TEST_FAIL_AT: rank {world.rank} fails at iteration {fail_at}"
-                )
+            loop.faults.before_iteration(state.step + 1, world)
             loop.window.append(
                 train_iteration(state, images, labels, config, loop.options, world.size)
             )
@@ -232,7 +224,7 @@ def run_loop(
 
 def after_iteration(loop: Loop, state: TrainState) -> bool:
     """Logs, grids, evaluations and checkpoints due at `state.step`; True to stop early."""
-    config, world, out, step = loop.config, loop.world, loop.out, state.step
+    config, world, folder, step = loop.config, loop.world, loop.folder, state.step
     sched = config.schedule
     logs = step % sched.log_every == 0
     out_of_time = timed_out(sched.time_limit, loop.started, logs, world)
@@ -240,17 +232,19 @@ def after_iteration(loop: Loop, state: TrainState) -> bool:
     if logs or last:
         log(loop, state)
     if world.main and (step % sched.sample_every == 0 or last):
-        fixed_noise_grid(
-            state.sampler, state.fixed_z, state.fixed_labels, out / "images" / f"{step}.png"
-        )
-    evaluate_now = sched.eval_every is not None and step % sched.eval_every == 0
-    if loop.evaluator is not None and (evaluate_now or last):
-        check_finite(loop.window, step, loop.window_step, out, world)
-        row = evaluate_during_training(state, loop.evaluator, config, out, loop.device)
-        write_row(loop.metrics_file, row)
+        fixed_noise_grid(state.sampler, state.fixed_z, state.fixed_labels, folder.grid_path(step))
+    # the same decision on every rank (training_evaluator scores the end of runs with an
+    # evaluation schedule or a time limit): every rank checks (a collective), rank 0 evaluates
+    due = sched.eval_every is not None and step % sched.eval_every == 0
+    final = last and (sched.eval_every is not None or sched.time_limit is not None)
+    if due or final:
+        check_finite(loop.window, step, loop.window_step, folder, world)
+        if loop.evaluator is not None:
+            row = evaluate_during_training(state, loop.evaluator, config, folder, loop.device)
+            write_row(loop.metrics_file, row)
     if step % sched.checkpoint_every == 0 or last:
-        check_finite(loop.window, step, loop.window_step, out, world)
-        save(state, config, loop.device, out, world)
+        check_finite(loop.window, step, loop.window_step, folder, world)
+        save(state, config, loop.device, folder, world, loop.faults)
     if out_of_time:
         logger.info("time limit of %.0f s reached at iteration %d", sched.time_limit, step)
     return out_of_time
@@ -259,7 +253,7 @@ def after_iteration(loop: Loop, state: TrainState) -> bool:
 def log(loop: Loop, state: TrainState) -> None:
     """Checks the window for NaNs, writes its means as a metrics row and starts a new one."""
     step = state.step
-    check_finite(loop.window, step, loop.window_step, loop.out, loop.world)
+    check_finite(loop.window, step, loop.window_step, loop.folder, loop.world)
     seconds = time.monotonic() - loop.window_start
     row = log_window(loop.window, step, loop.window_step, seconds, loop.started, loop.world)
     loop.window, loop.window_start, loop.window_step = [], time.monotonic(), step
@@ -284,15 +278,22 @@ def write_row(metrics_file: Any, row: dict[str, Any]) -> None:
     metrics_file.flush()
 
 
-def save(state: TrainState, config: RunConfig, device: torch.device, out: Path, world: World):
+def save(
+    state: TrainState,
+    config: RunConfig,
+    device: torch.device,
+    folder: RunFolder,
+    world: World,
+    faults: Faults | None = None,
+) -> None:
     """A checkpoint with every rank's RNG states, written by rank 0."""
     rng = rng_states(state, device)
     if world.distributed:
         rng = {"ranks": gather_objects({k: v.cpu() for k, v in rng.items()}, world)}
     if world.main:
-        step = state.step
-        save_checkpoint(to_checkpoint(state, config, device, rng), checkpoint_path(out, step))
-        prune_checkpoints(out, config.schedule.keep_checkpoints)
+        checkpoint = to_checkpoint(state, config, device, rng)
+        hook = kill_self if faults and faults.kill_in_checkpoint == state.step else None
+        folder.save_checkpoint(checkpoint, config.schedule.keep_checkpoints, before_rename=hook)
 
 
 def train_iteration(
@@ -345,7 +346,11 @@ def train_iteration(
 
 
 def check_finite(
-    window: list[torch.Tensor], step: int, window_step: int, out: Path, world: World = SINGLE
+    window: list[torch.Tensor],
+    step: int,
+    window_step: int,
+    folder: RunFolder,
+    world: World = SINGLE,
 ) -> None:
     """Raises TrainingDiverged when a value not yet checked is NaN or inf, on every rank at
     once (one host sync; under DDP one all-reduce)."""
@@ -355,7 +360,8 @@ def check_finite(
     finite = (mean_across(nonfinite, world) == 0).tolist()
     if not all(finite):
         bad = ", ".join(k for k, ok in zip(LOGGED, finite, strict=True) if not ok)
-        last = latest_checkpoint(out)
+        found = folder.list_checkpoints()
+        last = found[-1] if found else None
         raise TrainingDiverged(
             f"{bad} became NaN or inf before iteration {step} (after {window_step}); the last good "
             f"checkpoint is {last if last else '(none yet)'}; try a lower learning rate or "

@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
+from gankit.errors import ConfigError
+
 FUSED_DEVICES = ("cpu", "cuda")  # where torch.optim.Adam(fused=True) runs
 LR_DECAYS = ("none", "linear")
 
@@ -21,7 +23,7 @@ def make_adam(
     parameters of seed-cgan (the update is memory-bound)."""
     params = list(params)
     if not params:
-        raise ValueError("Adam got an empty parameter list")
+        raise ConfigError("Adam got an empty parameter list")
     fused = all(p.device.type in FUSED_DEVICES and p.is_floating_point() for p in params)
     return torch.optim.Adam(
         params, lr=lr, betas=betas, eps=eps, fused=fused or None, foreach=None if fused else True
@@ -40,7 +42,7 @@ def lr_factor(decay: str, step: int, iterations: int) -> float:
         return 1.0
     if decay == "linear":
         return max(0.0, 1.0 - step / iterations)
-    raise ValueError(f"unknown lr_decay {decay!r}; choose from {list(LR_DECAYS)}")
+    raise ConfigError(f"unknown lr_decay {decay!r}; choose from {list(LR_DECAYS)}")
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -17,6 +17,7 @@ from torch import nn
 from gankit.checkpoint import Checkpoint
 from gankit.config import RunConfig
 from gankit.data import ImageDataset
+from gankit.errors import CheckpointError, RunFolderError
 from gankit.models import build_models, memory_format
 from gankit.models.dropout import set_dropout_generator
 from gankit.training.distributed import SINGLE, World, unwrap, wrap
@@ -141,7 +142,7 @@ def restore_state(
     if "ranks" in rng or world.distributed:
         saved = len(rng.get("ranks", [rng]))
         if saved != world.size:
-            raise ValueError(
+            raise RunFolderError(
                 f"the checkpoint holds {saved} ranks' RNG states; this job has {world.size}"
             )
         rng = rng["ranks"][world.rank]
@@ -181,7 +182,7 @@ def load_optimizer_state(
         shape = tuple(moments["exp_avg"].shape)
         if index >= len(params) or shape != tuple(params[index].shape):
             own = tuple(params[index].shape) if index < len(params) else "no parameter"
-            raise ValueError(
+            raise CheckpointError(
                 f"{name}: the checkpoint's state for parameter {index} has shape {shape}; this "
                 f"model has {own}"
             )
