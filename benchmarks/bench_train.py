@@ -169,6 +169,13 @@ def profile_table(preset: str, batch: int, iterations: int = 30, rows: int = 12)
 # --- sections --------------------------------------------------------------------------------
 
 
+def git_commit() -> str:
+    """The short commit of the measured gankit (this checkout), or "unknown"."""
+    done = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True)  # fmt: skip
+    return done.stdout.strip() or "unknown"
+
+
 def cpu_name() -> str:
     """The CPU's model name (from /proc/cpuinfo on Linux), for every table's header."""
     cpuinfo = Path("/proc/cpuinfo")
@@ -319,6 +326,14 @@ def compile_section(args: argparse.Namespace) -> dict:
 
 
 def memory(args: argparse.Namespace) -> dict:
+    from gankit.data import DataError, load_dataset
+
+    try:  # offline, fashion-mnist comes from Debian's dataset-fashion-mnist package
+        load_dataset("fashion-mnist", download=False)
+    except DataError as error:
+        print(f"memory: skipped, fashion-mnist is not available ({error}); "
+              "apt-get install dataset-fashion-mnist", file=sys.stderr)  # fmt: skip
+        return {"rows": [], "skipped": "fashion-mnist not available"}
     rows = []
     for preset in ("seed-cgan", "cdcgan"):
         result = gankit_run(preset, BATCH_OF[preset], 200, 50, dataset="fashion-mnist")
@@ -421,7 +436,7 @@ def render(results: dict) -> str:
             for r in c["rows"]
         ]
         lines.append("")
-    if m := results.get("memory"):
+    if (m := results.get("memory")) and m["rows"]:
         lines += ["**Peak resident memory, training on the full fashion-mnist** (60,000 images "
                   "held as one tensor):", "", "| config | peak MB |", "|---|---|"]  # fmt: skip
         lines += [f"| {r['config']} | {r['peak_mb']:.0f} |" for r in m["rows"]]
@@ -431,6 +446,9 @@ def render(results: dict) -> str:
                   f"checkpoints every 1,000): {f['seconds']:.0f} s = {f['seconds'] / 60:.1f} min "
                   f"(target under 9 min).", ""]  # fmt: skip
     lines += targets(results)
+    commits = {name: results[name].get("commit", "an earlier commit")
+               for name in SECTIONS if isinstance(results.get(name), dict)}  # fmt: skip
+    lines += ["Measured at: " + ", ".join(f"{n} {c}" for n, c in commits.items()) + "."]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -448,7 +466,7 @@ def checks(results: dict) -> list[tuple[str, bool, str, tuple[str, int] | None]]
             ok = share >= TARGET_GEMM_SHARE
             found.append(("seed-cgan at batch 256: matmul FLOP/s >= 60% of GEMM", ok,
                           f"{100 * share:.0f}%", ("seed-cgan", 256)))  # fmt: skip
-    if m := results.get("memory"):
+    if (m := results.get("memory")) and m["rows"]:
         peak = max(r["peak_mb"] for r in m["rows"])
         found.append(("fashion-mnist training peak < 1.5 GB", peak < TARGET_PEAK_MB,
                       f"{peak:.0f} MB", None))  # fmt: skip
@@ -516,6 +534,7 @@ def main() -> None:
             results["compile"] = compile_section(args)
         else:
             results[section] = globals()[section](args)
+        results[section]["commit"] = git_commit()
         path.write_text(json.dumps(results, indent=1))  # each section is kept as soon as done
     results["profiles"] = missed_profiles(results)
     text = render(results)

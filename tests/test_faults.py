@@ -28,8 +28,10 @@ def kill_points(seed=2026, count=8):
     """`count` kill points in increasing order: (iteration, phase), phase "iteration" (killed as
     the iteration starts) or "checkpoint" (killed inside a checkpoint write, before its rename)."""
     rng = random.Random(seed)
-    steps = sorted(rng.sample(range(2, ITERATIONS), count))
-    return [(s, "checkpoint" if s % EVERY == 0 else "iteration") for s in steps]
+    in_writes = rng.sample(range(EVERY, ITERATIONS, EVERY), 2)  # checkpoints 5..35
+    starts = rng.sample([s for s in range(2, ITERATIONS) if s % EVERY], count - 2)
+    points = [(s, "checkpoint") for s in in_writes] + [(s, "iteration") for s in starts]
+    return sorted(points)
 
 
 def final_state(run):

@@ -21,11 +21,19 @@ def run(tmp_path_factory):
     return folder / "run"
 
 
-def test_truncated_noise_stays_in_bounds():
-    z = draw_noise(500, 16, torch.Generator().manual_seed(0), truncation=0.5)
-    assert z.abs().max() <= 0.5 and z.shape == (500, 16)
-    with pytest.raises(ValueError, match="truncation must be > 0"):
-        draw_noise(2, 2, truncation=0.0)
+def test_truncated_noise_stays_in_bounds_and_follows_the_truncated_normal():
+    for t in (0.05, 0.5, 2.0):
+        z = draw_noise(20_000, 16, torch.Generator().manual_seed(0), truncation=t)
+        assert z.abs().max() <= t and z.shape == (20_000, 16)
+        # the variance of N(0, 1) truncated to [-t, t]: 1 - 2 t phi(t) / (2 Phi(t) - 1)
+        normal = torch.distributions.Normal(0.0, 1.0)
+        tt = torch.tensor(t)
+        variance = 1 - 2 * tt * normal.log_prob(tt).exp() / (2 * normal.cdf(tt) - 1)
+        assert z.var().item() == pytest.approx(variance.item(), rel=0.02)
+        assert abs(z.mean().item()) < 0.01 * t
+    for bad in (0.0, 0.04, 2.01, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"truncation must be in 0.05..2.0"):
+            draw_noise(2, 2, truncation=bad)
 
 
 def test_slerp_and_lerp_endpoints_and_norm():

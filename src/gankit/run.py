@@ -171,6 +171,15 @@ class RunFolder:
         finally:
             self.unlock()
 
+    def remove_partial_writes(self) -> list[Path]:
+        """Deletes the temporary files of checkpoint writes that a killed process left (named
+        `.step_*.pt.*.tmp` by `atomic_save`; only the lock holder may call this)."""
+        stale = sorted(self.checkpoints.glob(".*.tmp")) if self.checkpoints.is_dir() else []
+        for path in stale:
+            path.unlink(missing_ok=True)
+            logger.info("removed %s, left by an interrupted checkpoint write", path.name)
+        return stale
+
     def require_resumable(self) -> None:
         if not self.config_path.is_file():
             raise RunFolderError(f"cannot resume {str(self.path)!r}: it has no config.json")

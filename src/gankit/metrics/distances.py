@@ -105,7 +105,9 @@ def inception_score(logits: torch.Tensor, splits: int = 10, seed: int = 0) -> tu
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # feature-buffer notice; std of 1 split
-        metric = InceptionScore(feature=_Logits(), splits=splits)
+        # sync_on_compute=False: torchmetrics would otherwise gather over every process of an
+        # initialised process group, and under DDP only rank 0 evaluates (a deadlock)
+        metric = InceptionScore(feature=_Logits(), splits=splits, sync_on_compute=False)
         metric.update(logits.double())
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

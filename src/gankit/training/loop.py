@@ -76,6 +76,7 @@ def prepare_folder(folder: RunFolder, resume: bool, overwrite: bool, world: Worl
             if resume:
                 folder.require_resumable()
                 folder.lock()
+                folder.remove_partial_writes()
             else:
                 folder.create(overwrite)
         except RunFolderError as error:
