@@ -204,3 +204,11 @@ def test_a_bug_is_exit_1_with_a_traceback_and_a_user_error_exit_2(
     assert main(train_args(config_file, tmp_path / "run")) == 2  # exists: the user's to fix
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_bad_dataset_or_config_creates_no_folder(tmp_path, config_file, capsys):
+    run = tmp_path / "run"
+    assert main(train_args(config_file, run, "--dataset", str(tmp_path / "missing.npz"))) == 2
+    assert main(train_args(config_file, run, "--device", "cuda:7")) == 2
+    assert not run.exists()
+    assert main(train_args(config_file, run)) == 0  # and the same --out works right after

@@ -109,13 +109,13 @@ def start(
 ) -> tuple[RunConfig, TrainState, ImageDataset, torch.device]:
     """Prepares the folder (rank 0), seed, data and state; restores the newest readable
     checkpoint (a resume with none restarts cleanly, dropping the dead run's metric rows)."""
-    prepare_folder(folder, resume, overwrite, world)
-    config = check_config(config, world)
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
+    config = check_config(config, world)  # a bad config, device or dataset creates no folder
     device = resolve_device(local_device(config.train.device, world))
     data = config.data
     dataset = load_dataset(data.dataset, data.split, data.data_dir)
+    prepare_folder(folder, resume, overwrite, world)
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
     state = build_state(config, dataset, device, world)
     found = folder.latest_readable(map_location=device) if resume else None
     if found is not None:
