@@ -133,8 +133,27 @@ def test_cli_evaluates_a_run(tmp_path, tiny_npz, capsys):
     assert main(["evaluate", run, "--n", "200", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["n"] == 200 and result["cond_acc"] is not None
+    # 20 samples per class are fewer than the 128 feature dimensions: no intra-class FID
+    assert (
+        result["intra_fid"] is None
+        and "needs >= 128 samples per class" in (result["intra_fid_note"])
+    )
     assert main(["evaluate", run, "--n", "200"]) == 0
-    assert "real floor" in capsys.readouterr().out
+    table = capsys.readouterr().out
+    assert "real floor" in table and "intra-class FID" in table and "needs >= 128" in table
+    # one number per generator: the run scored directly, and its samples scored from an .npz
+    assert main(["evaluate", run, "--n", "2000", "--seed", "5", "--json"]) == 0
+    direct = json.loads(capsys.readouterr().out)
+    samples = str(tmp_path / "f.npz")
+    assert main(["sample", run, "--n", "2000", "--seed", "5", "--labels", "balanced",
+                 "--out", samples]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["evaluate", samples, "--dataset", "mnist-sample", "--seed", "5", "--json"]) == 0
+    from_file = json.loads(capsys.readouterr().out)
+    assert from_file["fid"] == pytest.approx(direct["fid"], rel=1e-6)
+    assert from_file["kid"] == pytest.approx(direct["kid"], abs=1e-6)
+    assert from_file["intra_fid"] == pytest.approx(direct["intra_fid"], rel=1e-6)
+    assert direct["intra_fid"] is not None  # 200 per class: defined
 
 
 def test_cli_errors(tmp_path, capsys):
@@ -197,3 +216,73 @@ def test_eval_every_needs_a_dataset_with_a_classifier(tmp_path, tiny_npz):
     config = tiny_config(tiny_npz, iterations=2).with_overrides({"schedule.eval_every": 2})
     with pytest.raises(ValueError, match="schedule.eval_every needs a dataset"):
         train(config, tmp_path / "run")
+
+
+def test_an_undefined_frechet_distance_is_null_with_a_note():
+    from gankit.metrics.distances import FrechetDistanceUndefined, frechet_distance
+    from gankit.metrics.evaluate import frechet_or_note
+
+    mu = np.zeros(2)
+    not_psd = np.diag([1.0, -1.0])  # sqrtm(diag(1, -1)) = diag(1, i): imaginary part 1
+    with pytest.raises(FrechetDistanceUndefined, match="imaginary part"):
+        frechet_distance(mu, not_psd, mu, np.eye(2))
+    value, note = frechet_or_note(mu, not_psd, mu, np.eye(2))
+    assert value is None and "imaginary part of 1" in note
+    assert frechet_or_note(mu, np.eye(2), mu + 1, np.eye(2)) == (pytest.approx(2.0), None)
+
+
+def test_a_collapsed_run_without_a_fid_still_warns_and_keeps_going(tmp_path, tiny_npz, caplog):
+    from conftest import tiny_config
+    from gankit.run import RunFolder
+    from gankit.training.evaluation import evaluate_during_training
+    from gankit.training.state import build_state
+
+    config = tiny_config(tiny_npz, iterations=2)
+    state = build_state(config, load_dataset(str(tiny_npz)), torch.device("cpu"))
+    state.step = 2
+
+    def collapsed(images, labels):
+        return {"fid": None, "fid_note": "degenerate", "recall": 0.0, "classes_covered": 1,
+                "cond_acc": None, "extractor": "mnist-cnn"}  # fmt: skip
+
+    folder = RunFolder(tmp_path / "run")
+    folder.path.mkdir()
+    with caplog.at_level("WARNING"):
+        row = evaluate_during_training(state, collapsed, config, folder, torch.device("cpu"))
+    assert row["fid"] is None and row["kind"] == "eval"
+    assert "possible mode collapse" in caplog.text
+    assert not folder.best_path.exists()  # no FID, no best
+
+
+def test_two_processes_building_one_reference_do_not_collide(monkeypatch, tmp_path):
+    import threading
+
+    from gankit.metrics import reference as reference_module
+
+    monkeypatch.setenv("GANKIT_CACHE", str(tmp_path / "cache"))
+    extractor = load_extractor("mnist-sample")
+    real_compute, barrier = reference_module.compute_reference, threading.Barrier(2)
+
+    def compute_then_wait(*args, **kwargs):
+        result = real_compute(*args, **kwargs)
+        barrier.wait()  # both writers write at the same moment
+        return result
+
+    monkeypatch.setattr(reference_module, "compute_reference", compute_then_wait)
+    errors = []
+
+    def build():
+        try:
+            reference_module.load_reference("mnist-sample", "train", extractor)
+        except Exception as error:  # noqa: BLE001 (collected for the assertion)
+            errors.append(error)
+
+    threads = [threading.Thread(target=build) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    path = reference_module.reference_path("mnist-sample", "train", extractor)
+    assert path.is_file() and not list(path.parent.glob("*.tmp*"))
+    assert reference_module.load_reference("mnist-sample", "train", extractor).n == 5000

@@ -46,7 +46,8 @@ def plot_metrics(rows: list[dict[str, Any]], path: str | Path) -> Path | None:
 
     steps = [r["step"] for r in rows]
     fig, (ax_fid, ax_acc) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
-    ax_fid.plot(steps, [r["fid"] for r in rows], marker="o", label="FID")
+    fids = [float("nan") if r["fid"] is None else r["fid"] for r in rows]  # undefined: a gap
+    ax_fid.plot(steps, fids, marker="o", label="FID")
     ax_fid.set_ylabel(f"FID ({rows[-1]['extractor']} features)")
     ax_fid.set_yscale("log")
     ax_fid.set_title("Quality during training (lower FID is better)")

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from gankit.data import load_dataset
-from gankit.metrics.evaluate import Evaluator, real_floor_images
+from gankit.metrics.evaluate import DEFAULT_N, DEFAULT_SEED, Evaluator, real_floor_images
 from gankit.metrics.features import EXTRACTORS
 from gankit.metrics.memorisation import nearest_training_images, plot_neighbours
 from gankit.plots import plot_losses, plot_metrics
@@ -23,6 +23,7 @@ from gankit.sampling import (
     grid_png,
     load_generator,
     sample,
+    sample_balanced,
 )
 from gankit.visuals import progress_frames, progress_gif
 
@@ -88,10 +89,9 @@ def _evaluation_sections(loaded: LoadedGenerator, n: int, tmp: Path) -> list[tup
     """The metric table beside the real-data floor, and the memorisation check."""
     data = loaded.config.data
     evaluator = Evaluator.load(data.dataset, data_dir=data.data_dir)
-    labels = balanced_labels(n, loaded.num_classes) if loaded.num_classes else None
-    rng = torch.Generator().manual_seed(1)
-    images = sample(loaded.model, n, labels=labels, generator=rng)
-    result = evaluator(images, labels)
+    # evaluate's own sampling and seed: the report's figures are `gankit evaluate RUN`'s
+    images, labels = sample_balanced(loaded.model, n, DEFAULT_SEED)
+    result = evaluator(images, labels, DEFAULT_SEED)
     real_images, real_labels, floor_what = real_floor_images(data.dataset, n, data.data_dir)
     floor = evaluator(real_images, real_labels if labels is not None else None)
     note = (
@@ -107,7 +107,10 @@ def _evaluation_sections(loaded: LoadedGenerator, n: int, tmp: Path) -> list[tup
 
 
 def write_report(
-    run_dir: str | Path, out: str | Path | None = None, n: int = 5000, checkpoint: str = "latest"
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    n: int = DEFAULT_N,
+    checkpoint: str = "latest",
 ) -> Path:
     """Writes RUN/report.html (or `out`) and returns its path."""
     run_dir = Path(run_dir)

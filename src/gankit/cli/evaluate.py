@@ -92,6 +92,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"{'metric':24s} {'value':>10s}" + (f" {'real floor':>11s}" if floor else ""))
     for key, label, lower in TABLE:
         if result[key] is None:
+            note = result.get(f"{key}_note")
+            if note and (key != "intra_fid" or labels is not None):
+                print(f"{label:24s} {'-':>10s}  (not reported: {note})")
             continue
         arrow = "(lower is better)" if lower else "(higher is better)"
         line = f"{label:24s} {_fmt(result[key]):>10s}"
@@ -103,7 +106,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fmt(value: float | int) -> str:
+def _fmt(value: float | int | None) -> str:
+    if value is None:
+        return "-"
     return str(value) if isinstance(value, int) else f"{value:.4g}"
 
 

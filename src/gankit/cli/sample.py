@@ -117,7 +117,7 @@ def add_visual_parsers(subparsers: Any) -> None:
     r = subparsers.add_parser("report", help="a self-contained HTML report of a run")
     r.add_argument("run", help="run folder")
     r.add_argument(
-        "--n", type=int_in(2, 10**6), default=5000, help="samples for the evaluation (5000)"
+        "--n", type=int_in(2, 10**6), default=10_000, help="samples for the evaluation (10000)"
     )
     r.add_argument("--out", help="HTML file (default RUN/report.html)")
     r.add_argument("--checkpoint", default="latest", help="latest (default), best, or a path")

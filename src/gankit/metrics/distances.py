@@ -10,6 +10,12 @@ import warnings
 import numpy as np
 import torch
 
+IMAGINARY_TOLERANCE = 1e-3  # largest |imaginary part| of sqrtm(S1 S2), relative, taken as rounding
+
+
+class FrechetDistanceUndefined(ArithmeticError):
+    """The matrix square root of S1 S2 is far from real: no Fréchet distance to report."""
+
 
 def gaussian_stats(features: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean (D,) and unbiased covariance (D, D) of features (N, D), in float64."""
@@ -45,7 +51,19 @@ def frechet_distance(
         if not np.isfinite(covmean).all():
             offset = np.eye(sigma1.shape[0]) * eps
             covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
-    covmean = covmean.real
+    if np.iscomplexobj(covmean):
+        # pytorch-fid's rule, made relative: a tiny imaginary part on the diagonal (all the
+        # trace uses) is rounding; a large one means S1 S2 is far from having a real square
+        # root and the distance is not defined
+        diagonal = np.diagonal(covmean)
+        imaginary = np.abs(diagonal.imag).max()
+        scale = max(np.abs(diagonal.real).max(), 1e-12)
+        if imaginary > IMAGINARY_TOLERANCE * scale:
+            raise FrechetDistanceUndefined(
+                f"sqrtm(S1 S2) has an imaginary part of {imaginary:.3g} (relative "
+                f"{imaginary / scale:.3g} > {IMAGINARY_TOLERANCE}): the covariances are degenerate"
+            )
+        covmean = covmean.real
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
 

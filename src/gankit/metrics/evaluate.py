@@ -14,6 +14,7 @@ import torch
 from gankit.data import load_dataset
 from gankit.errors import MissingFileError, UsageError
 from gankit.metrics.distances import (
+    FrechetDistanceUndefined,
     density_coverage,
     frechet_distance,
     gaussian_stats,
@@ -23,14 +24,16 @@ from gankit.metrics.distances import (
 )
 from gankit.metrics.features import EXTRACTORS, Extractor, extract, load_extractor
 from gankit.metrics.reference import SUBSET, RealReference, load_reference
+from gankit.sampling import to_uint8
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_N, DEFAULT_SEED = 10_000, 0  # `gankit evaluate RUN` and the report sample these
 COVERED_FRACTION = 0.02  # a class counts as covered with at least 2% of the samples
 KEYS = (
     "fid", "kid", "kid_std", "is", "precision", "recall", "density", "coverage",
     "classes_covered", "class_hist", "cond_acc", "cond_acc_per_class", "intra_fid",
-    "extractor", "n",
+    "intra_fid_note", "fid_note", "extractor", "n",
 )  # fmt: skip
 
 
@@ -95,6 +98,10 @@ def evaluate_images(
     n = len(images)
     if n < 2:
         raise UsageError(f"need at least 2 images to evaluate, got {n}")
+    if isinstance(images, torch.Tensor) and images.is_floating_point():
+        # one number per generator: quantised exactly as a saved PNG or .npz would be, so a run,
+        # its samples file and --eval-every score the same images alike
+        images = to_uint8(images)
     features, logits = extract(extractor, images)
     mu, sigma = gaussian_stats(features)
     generator = torch.Generator().manual_seed(seed)
@@ -106,8 +113,10 @@ def evaluate_images(
     predicted = logits.argmax(1)
     num_classes = logits.shape[1]
     hist = torch.bincount(predicted, minlength=num_classes).double() / n
+    fid, fid_note = frechet_or_note(mu, sigma, reference.mu, reference.sigma)
     result: dict[str, Any] = {
-        "fid": frechet_distance(mu, sigma, reference.mu, reference.sigma),
+        "fid": fid,
+        "fid_note": fid_note,
         "kid": kid,
         "kid_std": kid_std,
         "is": inception_score(logits, seed=seed)[0],
@@ -120,6 +129,7 @@ def evaluate_images(
         "cond_acc": None,
         "cond_acc_per_class": None,
         "intra_fid": None,
+        "intra_fid_note": "needs labelled samples",
         "extractor": extractor.name,
         "extractor_weights": extractor.weights_id,
         "reference": reference.name,
@@ -146,20 +156,44 @@ def conditional_figures(
             f"labels must be in 0..{num_classes - 1}, got {labels.min()}..{labels.max()}"
         )
     correct = (predicted == labels).double()
-    per_class, intra = [], []
-    for k in range(num_classes):
-        members = labels == k
-        per_class.append(float(correct[members].mean()) if members.any() else None)
-        if int(members.sum()) >= 2:
-            mu, sigma = gaussian_stats(features[members])
-            intra.append(
-                frechet_distance(mu, sigma, reference.class_mu[k], reference.class_sigma[k])
+    counts = torch.bincount(labels, minlength=num_classes)
+    per_class = [float(correct[labels == k].mean()) if counts[k] else None
+                 for k in range(num_classes)]  # fmt: skip
+    asked = [k for k in range(num_classes) if counts[k]]
+    dim, fewest = features.shape[1], min(asked, key=lambda k: int(counts[k]))
+    intra, note = None, None
+    if counts[fewest] < dim:  # below the feature dimension the class covariance is singular
+        note = (f"needs >= {dim} samples per class (the feature dimension); class {fewest} has "
+                f"{int(counts[fewest])}")  # fmt: skip
+    else:
+        values = []
+        for k in asked:
+            mu, sigma = gaussian_stats(features[labels == k])
+            value, note = frechet_or_note(
+                mu, sigma, reference.class_mu[k], reference.class_sigma[k]
             )
+            if value is None:
+                note = f"class {k}: {note}"
+                break
+            values.append(value)
+        intra = float(np.mean(values)) if len(values) == len(asked) else None
     return {
         "cond_acc": float(correct.mean()),
         "cond_acc_per_class": per_class,
-        "intra_fid": float(np.mean(intra)) if intra else None,
+        "intra_fid": intra,
+        "intra_fid_note": note,
     }
+
+
+def frechet_or_note(
+    mu: np.ndarray, sigma: np.ndarray, mu_ref: np.ndarray, sigma_ref: np.ndarray
+) -> tuple[float | None, str | None]:
+    """The Fréchet distance, or (None, why) when it is undefined for these covariances."""
+    try:
+        return frechet_distance(mu, sigma, mu_ref, sigma_ref), None
+    except FrechetDistanceUndefined as error:
+        logger.warning("FID not reported: %s", error)
+        return None, str(error)
 
 
 def real_floor_images(

@@ -7,6 +7,8 @@ classifier or another split never reuses stale statistics.
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,10 +78,17 @@ def load_reference(
     logger.info("computing reference statistics of %s/%s with %s", dataset, split, extractor.name)
     ref = compute_reference(dataset, split, extractor, data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(
-        tmp, name=ref.name, n=ref.n, mu=ref.mu, sigma=ref.sigma, class_mu=ref.class_mu,
-        class_sigma=ref.class_sigma, subset=ref.subset.numpy(),
-    )  # fmt: skip
-    tmp.replace(path)
+    # a unique temporary file, renamed into place: two processes building one cache entry at
+    # once each write their own, and the last rename wins with a complete file
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp.npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(
+                f, name=ref.name, n=ref.n, mu=ref.mu, sigma=ref.sigma, class_mu=ref.class_mu,
+                class_sigma=ref.class_sigma, subset=ref.subset.numpy(),
+            )  # fmt: skip
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return ref

@@ -45,7 +45,7 @@ def evaluate_during_training(
     images, labels = sample_balanced(state.sampler, config.schedule.eval_samples, 0, device)
     result = evaluator(images, labels)
     row = {"step": state.step, "kind": "eval", **result}
-    if result["fid"] < state.metrics.get("best_fid", float("inf")):
+    if result["fid"] is not None and result["fid"] < state.metrics.get("best_fid", float("inf")):
         state.metrics["best_fid"], state.metrics["best_step"] = result["fid"], state.step
         folder.save_best(to_checkpoint(state, config, device))
     saturated = state.metrics.get("d_acc", 0.0) >= 0.99
@@ -60,7 +60,8 @@ def evaluate_during_training(
     if state.metrics["saturated_evals"] >= 3:
         logger.warning("D accuracy has been ~100%% for 3 evaluations: G may have collapsed")
     logger.info(
-        "iteration %d: FID %.3f (%s), recall %.3f, classes %d%s", state.step, result["fid"],
+        "iteration %d: FID %s (%s), recall %.3f, classes %d%s", state.step,
+        "undefined" if result["fid"] is None else f"{result['fid']:.3f}",
         result["extractor"], result["recall"], result["classes_covered"],
         "" if result["cond_acc"] is None else f", cond_acc {result['cond_acc']:.3f}",
     )  # fmt: skip
