@@ -286,3 +286,24 @@ def test_two_processes_building_one_reference_do_not_collide(monkeypatch, tmp_pa
     path = reference_module.reference_path("mnist-sample", "train", extractor)
     assert path.is_file() and not list(path.parent.glob("*.tmp*"))
     assert reference_module.load_reference("mnist-sample", "train", extractor).n == 5000
+
+
+def test_copy_rate_of_the_training_images_and_of_held_out_ones(mnist):
+    from gankit.metrics.features import extract
+    from gankit.metrics.reference import COPY_PERCENTILE, copy_threshold
+
+    evaluator = Evaluator.load("mnist-sample")
+    assert evaluator.reference.copy_threshold is not None
+    copies = evaluator(mnist.images[:2000], mnist.labels[:2000])
+    assert copies["copy_rate"] >= 0.9 and copies["copy_percentile"] == COPY_PERCENTILE
+    # held out: a reference whose training images are 4,000, and the stratified other 1,000
+    extractor = evaluator.extractor
+    held = torch.zeros(len(mnist), dtype=torch.bool)
+    for k in range(10):
+        held[torch.nonzero(mnist.labels == k).flatten()[:100]] = True
+    train_features, _ = extract(extractor, mnist.images[~held])
+    reference = compute_reference("mnist-sample", "train", extractor)
+    reference.train_features = train_features
+    reference.copy_threshold = copy_threshold(train_features)
+    result = Evaluator("mnist-sample", extractor, reference)(mnist.images[held], mnist.labels[held])
+    assert abs(result["copy_rate"] - COPY_PERCENTILE / 100) < 0.03, result["copy_rate"]

@@ -32,7 +32,7 @@ ROWS = [  # key, label, lower is better
     ("precision", "precision", False), ("recall", "recall", False),
     ("density", "density", False), ("coverage", "coverage", False),
     ("classes_covered", "classes covered", False), ("cond_acc", "conditional accuracy", False),
-    ("intra_fid", "intra-class FID", True),
+    ("intra_fid", "intra-class FID", True), ("copy_rate", "copy rate", True),
 ]  # fmt: skip
 STYLE = """body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em;
 color:#222}h1{margin-bottom:0}table{border-collapse:collapse}td,th{border:1px solid #ccc;

@@ -18,6 +18,7 @@ TABLE = [  # key, label, lower is better
     ("precision", "precision", False), ("recall", "recall", False), ("density", "density", False),
     ("coverage", "coverage", False), ("classes_covered", "classes covered", False),
     ("cond_acc", "conditional accuracy", False), ("intra_fid", "intra-class FID", True),
+    ("copy_rate", "copy rate", True),
 ]  # fmt: skip
 
 
@@ -101,6 +102,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if floor:
             line += f" {_fmt(floor[key]):>11s}"
         print(f"{line}  {arrow}")
+    if result["copy_rate"] is not None:
+        share = result["copy_percentile"]
+        print(
+            f"copy rate: share of samples nearer a training image than {share:g}% of training "
+            f"images are to their nearest other one (about {share / 100:g} for new images, 1 "
+            "for copies)"
+        )
+    if result["reference"].startswith("mnist-sample/"):
+        print(
+            "note: mnist-sample has no held-out split, so the reference is the training set "
+            "itself: a generator that copies it would score perfectly but for the copy rate"
+        )
     if floor:
         print(f"real floor: {floor_what}, scored like the samples")
     return 0

@@ -23,7 +23,13 @@ from gankit.metrics.distances import (
     precision_recall,
 )
 from gankit.metrics.features import EXTRACTORS, Extractor, extract, load_extractor
-from gankit.metrics.reference import SUBSET, RealReference, load_reference
+from gankit.metrics.reference import (
+    COPY_PERCENTILE,
+    SUBSET,
+    RealReference,
+    load_reference,
+    nearest_distances,
+)
 from gankit.sampling import to_uint8
 
 logger = logging.getLogger(__name__)
@@ -33,7 +39,7 @@ COVERED_FRACTION = 0.02  # a class counts as covered with at least 2% of the sam
 KEYS = (
     "fid", "kid", "kid_std", "is", "precision", "recall", "density", "coverage",
     "classes_covered", "class_hist", "cond_acc", "cond_acc_per_class", "intra_fid",
-    "intra_fid_note", "fid_note", "extractor", "n",
+    "intra_fid_note", "fid_note", "copy_rate", "copy_percentile", "extractor", "n",
 )  # fmt: skip
 
 
@@ -130,6 +136,8 @@ def evaluate_images(
         "cond_acc_per_class": None,
         "intra_fid": None,
         "intra_fid_note": "needs labelled samples",
+        "copy_rate": copy_rate(features, reference),
+        "copy_percentile": COPY_PERCENTILE,
         "extractor": extractor.name,
         "extractor_weights": extractor.weights_id,
         "reference": reference.name,
@@ -183,6 +191,16 @@ def conditional_figures(
         "intra_fid": intra,
         "intra_fid_note": note,
     }
+
+
+def copy_rate(features: torch.Tensor, reference: RealReference) -> float | None:
+    """Share of samples nearer their nearest training image (in feature space) than the
+    COPY_PERCENTILE-th percentile of the training images' own leave-one-out nearest distances:
+    about COPY_PERCENTILE / 100 for new images from the data's distribution, 1 for copies."""
+    if reference.train_features is None or reference.copy_threshold is None:
+        return None
+    nearest = nearest_distances(features, reference.train_features)
+    return float((nearest < reference.copy_threshold).double().mean())
 
 
 def frechet_or_note(

@@ -22,6 +22,8 @@ from gankit.metrics.features import Extractor, extract
 logger = logging.getLogger(__name__)
 
 SUBSET = 5000  # real features kept for precision/recall, density/coverage and KID
+COPY_PERCENTILE = 5.0  # a sample nearer its nearest training image than this percentile of the
+#                        training images' own leave-one-out nearest distances counts as a copy
 
 
 @dataclass
@@ -34,6 +36,10 @@ class RealReference:
         mu, sigma: float64 (D,), (D, D).
         class_mu, class_sigma: float64 (C, D), (C, D, D), per true class.
         subset: float32 (min(n, 5000), D), a fixed random subset of the real features.
+        train_features: float32 (N_train, D), the training split's features (for the copy
+            rate), or None where a reference was built without them.
+        copy_threshold: the COPY_PERCENTILE-th percentile of the training images' leave-one-out
+            nearest-neighbour distances, or None.
     """
 
     name: str
@@ -43,6 +49,8 @@ class RealReference:
     class_mu: np.ndarray
     class_sigma: np.ndarray
     subset: torch.Tensor
+    train_features: torch.Tensor | None = None
+    copy_threshold: float | None = None
 
 
 def reference_path(dataset: str, split: str, extractor: Extractor) -> Path:
@@ -58,10 +66,36 @@ def compute_reference(
     class_stats = [gaussian_stats(features[real.labels == k]) for k in range(real.num_classes)]
     order = torch.randperm(len(features), generator=torch.Generator().manual_seed(0))
     subset = features[order[:SUBSET]]
+    if split == "train":
+        train_features = features
+    else:
+        train_features, _ = extract(extractor, load_dataset(dataset, "train", data_dir).images)
     return RealReference(
         f"{dataset}/{split}", len(features), mu, sigma,
         np.stack([m for m, _ in class_stats]), np.stack([s for _, s in class_stats]), subset,
+        train_features.float(), copy_threshold(train_features),
     )  # fmt: skip
+
+
+def nearest_distances(
+    queries: torch.Tensor, pool: torch.Tensor, exclude_self: bool = False, chunk: int = 2048
+) -> torch.Tensor:
+    """Euclidean distance (N,) of each query row to its nearest row of `pool`; with
+    `exclude_self` (queries are the pool) a row's own zero distance does not count."""
+    nearest = []
+    for start in range(0, len(queries), chunk):
+        distances = torch.cdist(queries[start : start + chunk].float(), pool.float())
+        if exclude_self:
+            rows = torch.arange(len(distances))
+            distances[rows, rows + start] = float("inf")
+        nearest.append(distances.min(1).values)
+    return torch.cat(nearest)
+
+
+def copy_threshold(train_features: torch.Tensor, percentile: float = COPY_PERCENTILE) -> float:
+    """The `percentile`-th percentile of the training images' leave-one-out nearest distances."""
+    own = nearest_distances(train_features, train_features, exclude_self=True)
+    return float(np.percentile(own.numpy(), percentile))
 
 
 def load_reference(
@@ -71,10 +105,12 @@ def load_reference(
     path = reference_path(dataset, split, extractor)
     if path.is_file():
         with np.load(path) as f:
-            return RealReference(
-                str(f["name"]), int(f["n"]), f["mu"], f["sigma"], f["class_mu"], f["class_sigma"],
-                torch.from_numpy(f["subset"]),
-            )  # fmt: skip
+            if "copy_threshold" in f.files:  # else written by an older gankit: recomputed
+                return RealReference(
+                    str(f["name"]), int(f["n"]), f["mu"], f["sigma"], f["class_mu"],
+                    f["class_sigma"], torch.from_numpy(f["subset"]),
+                    torch.from_numpy(f["train_features"]), float(f["copy_threshold"]),
+                )  # fmt: skip
     logger.info("computing reference statistics of %s/%s with %s", dataset, split, extractor.name)
     ref = compute_reference(dataset, split, extractor, data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -86,6 +122,7 @@ def load_reference(
             np.savez(
                 f, name=ref.name, n=ref.n, mu=ref.mu, sigma=ref.sigma, class_mu=ref.class_mu,
                 class_sigma=ref.class_sigma, subset=ref.subset.numpy(),
+                train_features=ref.train_features.numpy(), copy_threshold=ref.copy_threshold,
             )  # fmt: skip
         os.replace(tmp, path)
     except BaseException:
