@@ -212,3 +212,13 @@ def test_a_bad_dataset_or_config_creates_no_folder(tmp_path, config_file, capsys
     assert main(train_args(config_file, run, "--device", "cuda:7")) == 2
     assert not run.exists()
     assert main(train_args(config_file, run)) == 0  # and the same --out works right after
+
+
+def test_resume_with_a_corrupt_config_is_a_clear_error(tmp_path, config_file, capsys):
+    run = tmp_path / "run"
+    assert main(train_args(config_file, run)) == 0
+    (run / "config.json").write_text('{"train": ')  # cut short
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "config.json is not valid JSON" in err and "Traceback" not in err

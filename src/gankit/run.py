@@ -192,9 +192,12 @@ class RunFolder:
         tmp.replace(self.config_path)
 
     def read_config(self) -> dict[str, Any]:
-        if not self.config_path.is_file():
-            raise MissingFileError(f"run {str(self.path)!r} has no config.json")
-        return json.loads(self.config_path.read_text())
+        """The run's config.json as a dict (not yet validated)."""
+        self.require_resumable()
+        try:
+            return json.loads(self.config_path.read_text())
+        except json.JSONDecodeError as error:
+            raise RunFolderError(f"{self.config_path} is not valid JSON: {error}") from error
 
     def metrics(self) -> list[dict[str, Any]]:
         """The rows of metrics.jsonl (an empty list when there are none yet)."""

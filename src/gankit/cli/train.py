@@ -20,6 +20,7 @@ from gankit.config import (
     preset_description,
     read_config_file,
 )
+from gankit.run import RunFolder
 
 # --- gankit train --------------------------------------------------------------------------------
 
@@ -101,7 +102,7 @@ def build_train_config(args: argparse.Namespace) -> tuple[RunConfig, Path, bool]
                 "--resume DIR continues a run: do not combine it with --preset, --config or --out"
             )
         out = Path(args.resume)
-        config = RunConfig.from_dict(read_config_file(out / "config.json"))
+        config = RunConfig.from_dict(RunFolder(out).read_config())
     else:
         if not (args.preset or args.config):
             raise UsageError("give --preset NAME or --config FILE (or --resume DIR)")

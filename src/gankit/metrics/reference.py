@@ -78,10 +78,12 @@ def compute_reference(
 
 
 def nearest_distances(
-    queries: torch.Tensor, pool: torch.Tensor, exclude_self: bool = False, chunk: int = 2048
+    queries: torch.Tensor, pool: torch.Tensor, exclude_self: bool = False, chunk: int = 512
 ) -> torch.Tensor:
     """Euclidean distance (N,) of each query row to its nearest row of `pool`; with
-    `exclude_self` (queries are the pool) a row's own zero distance does not count."""
+    `exclude_self` (queries are the pool) a row's own zero distance does not count. Chunks of
+    512 queries keep the distance block small (512 x 60,000 floats is 123 MB for Fashion-MNIST's
+    training set), so evaluating during training stays within its memory budget."""
     nearest = []
     for start in range(0, len(queries), chunk):
         distances = torch.cdist(queries[start : start + chunk].float(), pool.float())
