@@ -34,7 +34,18 @@ def add_evaluate_parser(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--no-floor", action="store_true", help="table without the real-data floor")
     p.add_argument("--checkpoint", default="latest", help="latest (default), best, or a path")
-    p.add_argument("--weights", help="classifier weights file (default: the dataset's)")
+    p.add_argument(
+        "--extractor",
+        choices=("domain", "inception"),
+        default="domain",
+        help="feature space: the dataset's classifier (default) or FID-Inception, for "
+        "comparison with published tables (slow on a CPU; weights from pytorch-fid)",
+    )
+    p.add_argument(
+        "--weights",
+        help="weights file: the classifier's (default: the dataset's), or with --extractor "
+        "inception pytorch-fid's pt_inception-2015-12-05-6726825d.pth (default: in the cache)",
+    )
     p.add_argument("--seed", type=SEED, default=0, help="noise and subset seed, 0..2^63-1 (0)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.set_defaults(handler=cmd_evaluate)
@@ -75,7 +86,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from gankit.metrics.evaluate import Evaluator, real_floor_images
 
     dataset, images, labels, what = evaluation_inputs(args)
-    evaluator = Evaluator.load(dataset, args.weights, args.data_dir)
+    evaluator = Evaluator.load(
+        dataset, args.weights, args.data_dir, extractor=args.extractor, device=args.device
+    )
     result = evaluator(images, labels, args.seed)
     if args.json:
         print(json.dumps(result))
@@ -102,6 +115,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if floor:
             line += f" {_fmt(floor[key]):>11s}"
         print(f"{line}  {arrow}")
+    if result.get("classifier_note"):
+        print(f"IS, classes covered, conditional accuracy: {result['classifier_note']}")
     if result["copy_rate"] is not None:
         share = result["copy_percentile"]
         print(
@@ -150,5 +165,8 @@ def cmd_classifier_train(args: argparse.Namespace) -> int:
     result = train_classifier(args.dataset, args.data_dir, args.epochs, args.seed)
     out = Path(args.out) if args.out else user_weights_path(args.dataset)
     save_classifier(result, args.dataset, out, args.seed)
-    print(f"held-out accuracy {result.heldout_accuracy:.4f} on {result.heldout}; weights: {out}")
+    print(
+        f"held-out accuracy {result.heldout_accuracy:.4f} on {result.heldout} (IS of those real "
+        f"images {result.heldout_is:.2f}); weights: {out}"
+    )
     return 0

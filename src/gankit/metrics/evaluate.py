@@ -22,7 +22,13 @@ from gankit.metrics.distances import (
     kernel_distance,
     precision_recall,
 )
-from gankit.metrics.features import EXTRACTORS, Extractor, extract, load_extractor
+from gankit.metrics.features import (
+    EXTRACTORS,
+    Extractor,
+    extract,
+    load_extractor,
+    load_inception,
+)
 from gankit.metrics.reference import (
     COPY_PERCENTILE,
     SUBSET,
@@ -34,13 +40,10 @@ from gankit.sampling import to_uint8
 
 logger = logging.getLogger(__name__)
 
+EXTRACTOR_KINDS = ("domain", "inception")
 DEFAULT_N, DEFAULT_SEED = 10_000, 0  # `gankit evaluate RUN` and the report sample these
 COVERED_FRACTION = 0.02  # a class counts as covered with at least 2% of the samples
-KEYS = (
-    "fid", "kid", "kid_std", "is", "precision", "recall", "density", "coverage",
-    "classes_covered", "class_hist", "cond_acc", "cond_acc_per_class", "intra_fid",
-    "intra_fid_note", "fid_note", "copy_rate", "copy_percentile", "extractor", "n",
-)  # fmt: skip
+CLASSIFIER_KEYS = ("is", "classes_covered", "class_hist", "cond_acc", "cond_acc_per_class")
 
 
 @dataclass
@@ -58,13 +61,22 @@ class Evaluator:
         weights: str | None = None,
         data_dir: str | None = None,
         split: str = "train",
+        extractor: str = "domain",
+        device: str = "cpu",
     ) -> Evaluator:
+        """`extractor`: "domain" (the dataset's classifier; `weights` its file) or "inception"
+        (FID-Inception; `weights` pytorch-fid's file)."""
         if dataset not in EXTRACTORS:
             raise UsageError(
                 f"no domain classifier for dataset {dataset!r}; choose from {sorted(EXTRACTORS)}"
             )
-        extractor = load_extractor(dataset, weights)
-        return cls(dataset, extractor, load_reference(dataset, split, extractor, data_dir))
+        if extractor not in EXTRACTOR_KINDS:
+            raise UsageError(f"unknown extractor {extractor!r}; choose from {EXTRACTOR_KINDS}")
+        if extractor == "inception":
+            loaded = load_inception(weights, device)
+        else:
+            loaded = load_extractor(dataset, weights, device)
+        return cls(dataset, loaded, load_reference(dataset, split, loaded, data_dir))
 
     def __call__(
         self, images: np.ndarray | torch.Tensor, labels: torch.Tensor | None = None, seed: int = 0
@@ -116,24 +128,16 @@ def evaluate_images(
     fake_subset = features[torch.randperm(n, generator=generator)[:m]]
     precision, recall = precision_recall(reference.subset[:m], fake_subset, k=3)
     density, coverage = density_coverage(reference.subset[:m], fake_subset, k=5)
-    predicted = logits.argmax(1)
-    num_classes = logits.shape[1]
-    hist = torch.bincount(predicted, minlength=num_classes).double() / n
     fid, fid_note = frechet_or_note(mu, sigma, reference.mu, reference.sigma)
     result: dict[str, Any] = {
         "fid": fid,
         "fid_note": fid_note,
         "kid": kid,
         "kid_std": kid_std,
-        "is": inception_score(logits, seed=seed)[0],
         "precision": precision,
         "recall": recall,
         "density": density,
         "coverage": coverage,
-        "classes_covered": int((hist >= COVERED_FRACTION).sum()),
-        "class_hist": [round(v, 6) for v in hist.tolist()],
-        "cond_acc": None,
-        "cond_acc_per_class": None,
         "intra_fid": None,
         "intra_fid_note": "needs labelled samples",
         "copy_rate": copy_rate(features, reference),
@@ -143,6 +147,21 @@ def evaluate_images(
         "reference": reference.name,
         "n": n,
     }
+    if logits is None:  # Inception: no class logits, per-class statistics or training features
+        note = "computed with the domain classifier only (--extractor domain)"
+        result.update(dict.fromkeys(CLASSIFIER_KEYS), classifier_note=note, intra_fid_note=note)
+        result["copy_rate_note"] = note
+        return result
+    predicted = logits.argmax(1)
+    num_classes = logits.shape[1]
+    hist = torch.bincount(predicted, minlength=num_classes).double() / n
+    result.update({
+        "is": inception_score(logits, seed=seed)[0],
+        "classes_covered": int((hist >= COVERED_FRACTION).sum()),
+        "class_hist": [round(v, 6) for v in hist.tolist()],
+        "cond_acc": None,
+        "cond_acc_per_class": None,
+    })  # fmt: skip
     if labels is not None:
         result.update(conditional_figures(features, predicted, labels, reference, num_classes))
     return result
@@ -176,6 +195,9 @@ def conditional_figures(
     else:
         values = []
         for k in asked:
+            if np.isnan(reference.class_mu[k]).any():
+                note = f"class {k} has fewer than 2 images in the reference {reference.name}"
+                break
             mu, sigma = gaussian_stats(features[labels == k])
             value, note = frechet_or_note(
                 mu, sigma, reference.class_mu[k], reference.class_sigma[k]

@@ -67,15 +67,15 @@ class Extractor:
     """A loaded domain classifier and what identifies it.
 
     Attributes:
-        name: e.g. "mnist-cnn"; results carry it.
-        model: the classifier in eval mode.
+        name: e.g. "mnist-cnn", or "inception"; results carry it.
+        model: the classifier (or FID-Inception network) in eval mode.
         weights_id: first 12 hex digits of the weights file's sha256 (keys the stats cache).
         path: the weights file.
         info: what the weights file says of itself (dataset, held-out accuracy, recipe).
     """
 
     name: str
-    model: DomainClassifier
+    model: nn.Module
     weights_id: str
     path: Path
     info: dict
@@ -83,6 +83,11 @@ class Extractor:
     @property
     def key(self) -> str:
         return f"{self.name}-{self.weights_id}"
+
+    @property
+    def classifies(self) -> bool:
+        """Whether it gives class logits (the domain classifiers) or features only (Inception)."""
+        return isinstance(self.model, DomainClassifier)
 
 
 def user_weights_path(dataset: str) -> Path:
@@ -127,6 +132,36 @@ def load_extractor(
     return Extractor(name, model, digest, path, payload.get("info", {}))
 
 
+def inception_weights_path() -> Path:
+    """Where gankit looks for the FID-Inception weights when `--weights` is not given."""
+    from gankit.metrics.inception import WEIGHTS_FILE
+
+    return cache_dir() / "weights" / WEIGHTS_FILE
+
+
+def load_inception(weights: str | Path | None = None, device: str = "cpu") -> Extractor:
+    """The FID-Inception network with pytorch-fid's weights file (never downloaded here: the
+    error says where to get it and where to put it)."""
+    from gankit.metrics.inception import WEIGHTS_URL, FIDInceptionV3
+
+    path = Path(weights) if weights is not None else inception_weights_path()
+    if not path.is_file():
+        raise MissingFileError(
+            f"FID-Inception weights {str(path)!r} not found. Download them from {WEIGHTS_URL} "
+            f"and put them at {inception_weights_path()} (or pass --weights PATH)"
+        )
+    model = FIDInceptionV3()
+    try:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as error:  # torch raises several types for corrupt or foreign files
+        raise UsageError(
+            f"FID-Inception weights {str(path)!r} cannot be loaded: {error}"
+        ) from error
+    model.to(device, memory_format=torch.channels_last).eval()
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return Extractor("inception", model, digest, path, {"weights": path.name})
+
+
 def as_float_images(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 (N, 28, 28) -> float (N, 1, 28, 28) in [-1, 1]; float tensors pass through."""
     if isinstance(pixels, torch.Tensor) and pixels.is_floating_point():
@@ -139,15 +174,19 @@ def as_float_images(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def extract(
-    extractor: Extractor, pixels: np.ndarray | torch.Tensor, batch_size: int = 1000
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features (N, 128) and logits (N, C), float32 on the CPU, of uint8 or [-1, 1] images."""
+    extractor: Extractor, pixels: np.ndarray | torch.Tensor, batch_size: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Features (N, D) and logits (N, C), float32 on the CPU, of uint8 or [-1, 1] images;
+    logits are None for Inception. Batches of 1,000 images (50 for Inception, whose 299x299
+    activations take about 20 MB an image)."""
+    batch_size = batch_size or (1000 if extractor.classifies else 50)
     device = next(extractor.model.parameters()).device
     features, logits = [], []
     for start in range(0, len(pixels), batch_size):
         images = as_float_images(pixels[start : start + batch_size]).to(device)
         images = images.contiguous(memory_format=torch.channels_last)
         feats = extractor.model.features(images)
-        features.append(feats.cpu())
-        logits.append(extractor.model.head(feats).cpu())
-    return torch.cat(features), torch.cat(logits)
+        features.append(feats.float().cpu())
+        if extractor.classifies:
+            logits.append(extractor.model.head(feats).cpu())
+    return torch.cat(features), torch.cat(logits) if logits else None
