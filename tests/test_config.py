@@ -48,7 +48,9 @@ def test_unknown_key_and_preset_raise():
     "overrides, message",
     [
         ({"train.iterations": "ten"}, "train.iterations"),
-        ({"train.batch_size": 0}, "train.batch_size must be > 0"),
+        ({"train.batch_size": 0}, "train.batch_size must be a finite number > 0"),
+        ({"schedule.time_limit": float("nan")}, "schedule.time_limit must be a finite"),
+        ({"schedule.time_limit": float("inf")}, "schedule.time_limit must be a finite"),
         ({"train.batch_size": 2.5}, "train.batch_size"),
         ({"model.d_dropout": [0.1]}, "model.d_dropout has 1 entries"),
         ({"optim.beta1": 1.5}, "optim.beta1"),

@@ -202,3 +202,17 @@ def test_evaluations_off_the_logging_grid_do_not_deadlock(tmp_path):
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     kinds = [(r["step"], r.get("kind", "train")) for r in rows]
     assert kinds == [(2, "train"), (3, "eval"), (4, "train"), (6, "train"), (6, "eval")]
+
+
+def test_a_budget_is_planned_once_for_every_rank(tmp_path, config_file):
+    """Rank 0 measures, plans and broadcasts: both ranks run the same number of iterations
+    (a differing plan would leave one rank waiting in an all-reduce until the timeout)."""
+    run = tmp_path / "run"
+    result = torchrun(["--config", str(config_file), "--out", str(run), "--budget", "25"],
+                      timeout=180)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    recorded = json.loads((run / "config.json").read_text())
+    assert recorded["budget"]["it_per_s"] > 0
+    iterations = recorded["train"]["iterations"]
+    last = int(RunFolder(run).list_checkpoints()[-1].stem.split("_")[1])
+    assert 0 < last <= iterations  # the plan, or the budget's stop on a machine that slowed

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import tomllib
 import types
@@ -31,8 +32,8 @@ def _check_choice(key: str, value: str, choices: typing.Iterable[str]) -> None:
 def _check_positive(key: str, value: float | None, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
-    if value is None or value <= 0:
-        raise ConfigError(f"{key} must be > 0, got {value!r}")
+    if value is None or not 0 < value < math.inf:  # NaN and infinity fail too
+        raise ConfigError(f"{key} must be a finite number > 0, got {value!r}")
 
 
 @dataclass
@@ -173,6 +174,34 @@ class ScheduleConfig:
 
 
 @dataclass
+class BudgetConfig:
+    """`gankit train --budget`: the iteration count is planned to fit a wall-clock budget.
+
+    The plan is recorded here (and `train.iterations` set): a config with `it_per_s` set is an
+    ordinary run of that many iterations and is never planned again.
+    """
+
+    seconds: float | None = None  # wall-clock budget of the whole run; None: no planning
+    it_per_s: float | None = None  # measured training speed the plan used; None: not planned
+    grid_s: float | None = None  # measured seconds per fixed-noise grid
+    checkpoint_s: float | None = None  # measured seconds per checkpoint
+    evaluation_s: float | None = None  # measured seconds of the final evaluation
+    startup_s: float | None = None  # seconds spent before training (start-up, data, planning)
+
+    def __post_init__(self) -> None:
+        _check_positive("budget.seconds", self.seconds, allow_none=True)
+        _check_positive("budget.it_per_s", self.it_per_s, allow_none=True)
+        for key in ("grid_s", "checkpoint_s", "evaluation_s", "startup_s"):
+            value = getattr(self, key)
+            if value is not None and not 0 <= value < math.inf:
+                raise ConfigError(f"budget.{key} must be a finite number >= 0, got {value!r}")
+
+    @property
+    def planned(self) -> bool:
+        return self.seconds is not None and self.it_per_s is not None
+
+
+@dataclass
 class RunConfig:
     preset: str | None = None  # the preset this configuration started from, for the record
     data: DataConfig = field(default_factory=DataConfig)
@@ -181,6 +210,7 @@ class RunConfig:
     quirks: QuirksConfig = field(default_factory=QuirksConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
 
     def __post_init__(self) -> None:
         train, quirks = self.train, self.quirks

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,11 @@ def add_train_parser(subparsers: Any) -> None:
         "--time-limit", type=float_in(1e-3, 1e8), help="stop cleanly after this many seconds"
     )
     p.add_argument(
+        "--budget", type=float_in(1, 1e8), metavar="SECONDS",
+        help="plan the iterations to fit this wall-clock budget, start-up and final evaluation "
+        "included (1..1e8; measured on this machine, recorded in config.json)",
+    )  # fmt: skip
+    p.add_argument(
         "--eval-every", type=int_in(1, BIG), help="iterations per evaluation (FID etc.; off)"
     )
     p.add_argument("--eval-samples", type=int_in(2, 10**6), help="images per evaluation (2000)")
@@ -118,6 +124,11 @@ def build_train_config(args: argparse.Namespace) -> tuple[RunConfig, Path, bool]
     }
     if args.compile:
         overrides["train.compile"] = True
+    if args.budget is not None:
+        if args.iterations is not None:
+            raise UsageError("--budget plans the iterations: do not give --iterations too")
+        overrides["budget.seconds"] = args.budget
+        overrides["budget.it_per_s"] = None  # plan again (a resume re-plans what is left)
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
@@ -126,7 +137,7 @@ def build_train_config(args: argparse.Namespace) -> tuple[RunConfig, Path, bool]
     if args.resume:
         allowed = {
             "train.iterations", "train.device", "train.threads", "schedule.time_limit",
-            "schedule.eval_every", "schedule.eval_samples",
+            "schedule.eval_every", "schedule.eval_samples", "budget.seconds", "budget.it_per_s",
         }  # fmt: skip
         refused = sorted(set(overrides) - allowed)
         if refused:
@@ -154,25 +165,39 @@ def launch_torchrun(args: argparse.Namespace) -> int:
             continue
         rest.append(item)
     command = ["--standalone", "--nproc-per-node", str(args.nproc), "-m", "gankit", *rest]
+    from gankit.training.budget import STARTED_ENV, process_started
+
+    # a budget counts from this launcher's start, not from its workers' (the variable is set
+    # for the workers only: an in-process caller's environment is left as it was)
+    previous = os.environ.get(STARTED_ENV)
+    os.environ[STARTED_ENV] = repr(time.time() - (time.monotonic() - process_started()))
     try:
         torchrun(command)
     except ChildFailedError as error:
         print(f"gankit train: a process failed:\n{error}", file=sys.stderr)
         return 1
+    finally:
+        if previous is None:
+            os.environ.pop(STARTED_ENV, None)
+        else:
+            os.environ[STARTED_ENV] = previous
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from gankit.training.budget import process_started
     from gankit.training.loop import TrainingDiverged, train
 
     if args.nproc is not None and "RANK" not in os.environ:
         return launch_torchrun(args)
     config, out, resume = build_train_config(args)
     main_rank = os.environ.get("RANK", "0") == "0"
+    planning = config.budget.seconds is not None and not config.budget.planned
     bar = tqdm(
-        total=config.train.iterations, disable=args.no_progress or not main_rank, unit="it",
+        total=None if planning else config.train.iterations,
+        disable=args.no_progress or not main_rank, unit="it",
         dynamic_ncols=True,
     )  # fmt: skip
 
@@ -185,7 +210,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
 
     try:
-        state = train(config, out, resume=resume, overwrite=args.overwrite, progress=progress)
+        state = train(
+            config, out, resume=resume, overwrite=args.overwrite, progress=progress,
+            started=process_started(),
+        )  # fmt: skip
     except TrainingDiverged as error:
         bar.close()
         print(f"gankit: training stopped: {error}", file=sys.stderr)
@@ -193,7 +221,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     bar.close()
     if main_rank:
         print(f"run folder: {out} (iteration {state.step})")
+        if config.budget.seconds is not None:
+            print_plan(out)
     return 0
+
+
+def print_plan(out: Path) -> None:
+    """The budget plan as recorded in the run's config.json."""
+    recorded = RunConfig.from_dict(RunFolder(out).read_config())
+    plan = recorded.budget
+    print(
+        f"budget {plan.seconds:g} s: planned {recorded.train.iterations} iterations at "
+        f"{plan.it_per_s:.1f} it/s after {plan.startup_s:.1f} s of start-up (grid "
+        f"{plan.grid_s:.3f} s, checkpoint {plan.checkpoint_s:.3f} s, final evaluation "
+        f"{plan.evaluation_s:.1f} s); `--config {out}/config.json` repeats it without planning"
+    )
 
 
 # --- gankit presets ------------------------------------------------------------------------------

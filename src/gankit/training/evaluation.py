@@ -20,9 +20,10 @@ logger = logging.getLogger(__name__)
 
 
 def training_evaluator(config: RunConfig) -> Evaluator | None:
-    """The metric suite when `eval_every` or `time_limit` asks for evaluation, else None."""
+    """The metric suite when `eval_every`, `time_limit` or a budget asks for evaluation, else
+    None."""
     sched, data = config.schedule, config.data
-    if sched.eval_every is None and sched.time_limit is None:
+    if sched.eval_every is None and sched.time_limit is None and config.budget.seconds is None:
         return None
     if data.dataset not in EXTRACTORS:
         if sched.eval_every is not None:

@@ -25,6 +25,7 @@ from gankit.models import memory_format
 from gankit.plots import plot_losses, plot_metrics
 from gankit.run import RunFolder
 from gankit.sampling import fixed_noise_grid
+from gankit.training import budget
 from gankit.training.distributed import (
     SINGLE,
     World,
@@ -137,6 +138,7 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     progress: ProgressHook | None = None,
+    started: float | None = None,
 ) -> TrainState:
     """Trains a GAN or CGAN as `config` says and writes the run folder `out`.
 
@@ -151,16 +153,19 @@ def train(
             has none).
         overwrite: replace an existing non-empty folder, if it is a gankit run.
         progress: called as progress(step, row) after each logged window (rank 0).
+        started: `time.monotonic()` when the process started its work (the CLI's start), for
+            `budget.seconds`; default: now.
 
     Raises:
         TrainingDiverged: a loss became NaN or inf; the last checkpoint is kept.
         GankitError: a bad folder, configuration or dataset (RunFolderError, ConfigError, ...).
     """
+    started = time.monotonic() if started is None else started
     folder = RunFolder(out)
     world = init_world(config.train.device)
     try:
         config, state, dataset, device = start(config, folder, resume, overwrite, world)
-        run_loop(config, state, dataset, device, folder, world, progress)
+        run_loop(config, state, dataset, device, folder, world, progress, started)
     finally:
         folder.unlock()
         shutdown(world)
@@ -185,6 +190,7 @@ class Loop:
     evaluator: Any  # the training evaluator on rank 0, else None
     metrics_file: Any  # the open metrics.jsonl on rank 0, else None
     started: float = field(default_factory=time.monotonic)
+    time_limit: float | None = None  # seconds from `started`: --time-limit or the budget's end
     window: list[torch.Tensor] = field(default_factory=list)
     window_start: float = field(default_factory=time.monotonic)
     window_step: int = 0
@@ -199,16 +205,26 @@ def run_loop(
     folder: RunFolder,
     world: World,
     progress: ProgressHook | None,
+    started: float | None = None,
 ) -> None:
     """The iterations, each followed by the plain `if step % every == 0` blocks of
-    `after_iteration`."""
+    `after_iteration`; first, with a budget not yet planned, the plan."""
     images = dataset.images.to(device).contiguous(memory_format=memory_format(config.model))
     labels = dataset.labels.to(device)
     evaluator = training_evaluator(config) if world.main else None
+    if config.budget.seconds is not None and not config.budget.planned:
+        options = StepOptions.from_config(config)
+
+        def iterate() -> None:
+            train_iteration(state, images, labels, config, options, world.size)
+
+        started = time.monotonic() if started is None else started
+        config = budget.plan_run(config, state, iterate, evaluator, device, folder, world, started)
     metrics_file = folder.open_metrics() if world.main else None
     loop = Loop(config, StepOptions.from_config(config), folder, world, device, progress,
                 evaluator, metrics_file, window_step=state.step,
                 faults=Faults.from_env(world))  # fmt: skip
+    loop.time_limit = budget.time_limit(config, loop.started - (started or loop.started))
     try:
         while state.step < config.train.iterations:
             loop.faults.before_iteration(state.step + 1, world)
@@ -228,7 +244,7 @@ def after_iteration(loop: Loop, state: TrainState) -> bool:
     config, world, folder, step = loop.config, loop.world, loop.folder, state.step
     sched = config.schedule
     logs = step % sched.log_every == 0
-    out_of_time = timed_out(sched.time_limit, loop.started, logs, world)
+    out_of_time = timed_out(loop.time_limit, loop.started, logs, world)
     last = step == config.train.iterations or out_of_time
     if logs or last:
         log(loop, state)
@@ -237,7 +253,9 @@ def after_iteration(loop: Loop, state: TrainState) -> bool:
     # the same decision on every rank (training_evaluator scores the end of runs with an
     # evaluation schedule or a time limit): every rank checks (a collective), rank 0 evaluates
     due = sched.eval_every is not None and step % sched.eval_every == 0
-    final = last and (sched.eval_every is not None or sched.time_limit is not None)
+    final = last and (
+        sched.eval_every is not None or sched.time_limit is not None or config.budget.seconds
+    )
     if due or final:
         check_finite(loop.window, step, loop.window_step, folder, world)
         if loop.evaluator is not None:
@@ -247,7 +265,8 @@ def after_iteration(loop: Loop, state: TrainState) -> bool:
         check_finite(loop.window, step, loop.window_step, folder, world)
         save(state, config, loop.device, folder, world, loop.faults)
     if out_of_time:
-        logger.info("time limit of %.0f s reached at iteration %d", sched.time_limit, step)
+        logger.info("time limit reached at iteration %d (of %d planned)", step,
+                    config.train.iterations)  # fmt: skip
     return out_of_time
 
 

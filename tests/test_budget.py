@@ -1,0 +1,147 @@
+"""`gankit train --budget`: the plan's maths, a planned run, its replay, resumes and bad values."""
+
+import json
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from gankit.cli import main
+from gankit.config import RunConfig
+from gankit.errors import ConfigError
+from gankit.run import RunFolder
+from gankit.training import budget
+from gankit.training.budget import SAFETY, plan_iterations
+
+
+def test_the_plan_divides_what_is_left_by_the_cost_of_an_iteration():
+    # 10 it/s and nothing else: SAFETY * 100 s * 10 it/s
+    assert plan_iterations(100, 10, 0, 0, 0, 200, 1000) == int(SAFETY * 1000)
+    # a 1 s grid every 10 iterations doubles an iteration's cost; one more grid at the end
+    assert plan_iterations(100, 10, 1.0, 0, 0, 10, 1000) == int((SAFETY * 100 - 1) / 0.2)
+    # the final evaluation and checkpoint come off the top
+    assert plan_iterations(100, 10, 0, 2.0, 5.0, 200, 1000) == int(
+        (SAFETY * 100 - 7) / (0.1 + 2 / 1000)
+    )
+    # evaluations during training: 5 s every 100 iterations add 0.05 s an iteration
+    assert plan_iterations(100, 10, 0, 0, 5.0, 200, 1000, 100) == int((SAFETY * 100 - 5) / 0.15)
+    with pytest.raises(ConfigError, match="budget.seconds"):
+        plan_iterations(3, 10, 0, 0, 5.0, 200, 1000)
+
+
+@pytest.fixture
+def now_started(monkeypatch):
+    """In-process CLI calls: the budget counts from the call, not from pytest's start."""
+    import time
+
+    monkeypatch.setattr(budget, "process_started", time.monotonic)
+
+
+@pytest.fixture
+def config_file(tmp_path, tiny_npz):
+    config = tiny_config(tiny_npz, iterations=4).with_overrides(  # a budget replaces the 4
+        {"schedule.sample_every": 50, "schedule.checkpoint_every": 50, "schedule.log_every": 10}
+    )
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(config.to_dict()))
+    return path
+
+
+def generator_weights(run):
+    path = RunFolder(run).list_checkpoints()[-1]
+    return torch.load(path, weights_only=True)["generator"]
+
+
+def test_a_budget_run_records_its_plan_and_its_config_replays_it(
+    tmp_path, config_file, now_started, capsys
+):
+    run = tmp_path / "run"
+    args = ["train", "--config", str(config_file), "--out", str(run), "--no-progress"]
+    assert main([*args, "--budget", "6"]) == 0
+    assert "budget 6 s: planned" in capsys.readouterr().out
+    recorded = RunConfig.from_dict(json.loads((run / "config.json").read_text()))
+    plan = recorded.budget
+    assert plan.planned and plan.seconds == 6 and plan.it_per_s > 0
+    assert plan.grid_s > 0 and plan.checkpoint_s > 0 and plan.evaluation_s == 0  # no judge
+    iterations = recorded.train.iterations
+    assert iterations != 4 or plan.it_per_s < 2  # the plan replaced the config's 4
+    assert RunFolder(run).list_checkpoints()[-1].name == f"step_{iterations:07d}.pt"
+    # the recorded config is an ordinary run: no planning, and the same weights, which also
+    # shows that measuring on the run changed none of its state
+    replay = tmp_path / "replay"
+    assert main(["train", "--config", str(run / "config.json"), "--out", str(replay),
+                 "--no-progress"]) == 0  # fmt: skip
+    assert "planned" not in capsys.readouterr().out.split("run folder")[0]
+    again = RunConfig.from_dict(json.loads((replay / "config.json").read_text()))
+    assert again.train.iterations == iterations and again.budget.it_per_s == plan.it_per_s
+    for key, value in generator_weights(run).items():
+        torch.testing.assert_close(generator_weights(replay)[key], value, rtol=0, atol=0)
+
+
+def test_a_resume_with_a_budget_plans_what_is_left(tmp_path, config_file, now_started):
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config_file), "--out", str(run), "--no-progress"]) == 0
+    assert main(["train", "--resume", str(run), "--budget", "6", "--no-progress"]) == 0
+    recorded = RunConfig.from_dict(json.loads((run / "config.json").read_text()))
+    assert recorded.budget.planned and recorded.train.iterations > 4
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] == recorded.train.iterations
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "nan", "inf", "1e9", "0.5", "abc", ""])
+def test_hostile_budgets_are_usage_errors(tmp_path, config_file, value, capsys):
+    args = ["train", "--config", str(config_file), "--out", str(tmp_path / "r"), "--budget"]
+    assert main([*args, value]) == 2
+    assert "--budget" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_budget_with_iterations_or_too_small_is_refused(tmp_path, config_file, capsys):
+    args = ["train", "--config", str(config_file), "--out", str(tmp_path / "r"), "--no-progress"]
+    assert main([*args, "--budget", "60", "--iterations", "10"]) == 2
+    assert "do not give --iterations" in capsys.readouterr().err
+    # in-process, the budget counts from pytest's own start: long spent, so nothing fits
+    assert main([*args, "--budget", "1"]) == 2
+    assert "budget.seconds" in capsys.readouterr().err
+
+
+def test_budget_values_in_a_config_file_are_checked(tmp_path, tiny_npz):
+    config = tiny_config(tiny_npz)
+    for key, value in (("budget.seconds", float("nan")), ("budget.it_per_s", -1.0),
+                       ("budget.grid_s", float("inf"))):  # fmt: skip
+        with pytest.raises(ConfigError, match=key):
+            config.with_overrides({key: value})
+
+
+def test_a_machine_slower_than_the_plan_still_stops_within_the_budget(
+    tmp_path, config_file, now_started
+):
+    """A recorded plan far too optimistic for this machine: the budget's own stop ends the
+    run cleanly (final checkpoint written) long before the planned iterations."""
+    import time
+
+    config = json.loads(config_file.read_text())
+    config["train"]["iterations"] = 10**7
+    config["budget"] = {"seconds": 4.0, "it_per_s": 1e6, "grid_s": 0.0, "checkpoint_s": 0.0,
+                        "evaluation_s": 0.0, "startup_s": 0.0}  # fmt: skip
+    planned = tmp_path / "planned.json"
+    planned.write_text(json.dumps(config))
+    run = tmp_path / "run"
+    start = time.monotonic()
+    assert main(["train", "--config", str(planned), "--out", str(run), "--no-progress"]) == 0
+    assert time.monotonic() - start < 4.0 + 10  # the stop, then the final grid and checkpoint
+    last = RunFolder(run).list_checkpoints()[-1]
+    assert 0 < int(last.stem.split("_")[1]) < 10**7
+
+
+def test_the_budget_clock_starts_with_the_process_or_a_recent_launcher(monkeypatch):
+    import time
+
+    own = budget._own_start()
+    assert 0 <= time.monotonic() - own < 3600  # this test process started before now
+    monkeypatch.setenv(budget.STARTED_ENV, repr(time.time() - (time.monotonic() - own) - 5))
+    assert budget.process_started() == pytest.approx(own - 5, abs=0.05)  # launcher, 5 s earlier
+    monkeypatch.setenv(budget.STARTED_ENV, repr(time.time() - 10**6))  # stale: ignored
+    assert budget.process_started() == pytest.approx(own, abs=0.05)
+    monkeypatch.setenv(budget.STARTED_ENV, "garbage")
+    assert budget.process_started() == pytest.approx(own, abs=0.05)
