@@ -69,7 +69,10 @@ def test_a_budget_run_records_its_plan_and_its_config_replays_it(
     # the recorded config is an ordinary run: no planning, and the same weights, which also
     # shows that measuring on the run changed none of its state
     replay = tmp_path / "replay"
-    assert main(["train", "--config", str(run / "config.json"), "--out", str(replay),
+    recorded_file = json.loads((run / "config.json").read_text())
+    recorded_file["budget"]["seconds"] = 600  # the same plan; room for a loaded test machine
+    (tmp_path / "recorded.json").write_text(json.dumps(recorded_file))
+    assert main(["train", "--config", str(tmp_path / "recorded.json"), "--out", str(replay),
                  "--no-progress"]) == 0  # fmt: skip
     assert "planned" not in capsys.readouterr().out.split("run folder")[0]
     again = RunConfig.from_dict(json.loads((replay / "config.json").read_text()))
