@@ -21,11 +21,11 @@ Writes benchmarks/results/bench_judge.{md,json}.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -139,14 +139,15 @@ def calibration_table(rows: list[dict]) -> list[str]:
 
 
 def old_weights(rev: str) -> DomainClassifier:
+    """The mnist-sample classifier of git revision `rev`, loaded as gankit loads any weights."""
     raw = subprocess.run(
         ["git", "-C", str(ROOT), "show", f"{rev}:src/gankit/weights/mnist-sample.pt"],
         check=True, capture_output=True,
     ).stdout  # fmt: skip
-    payload = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-    model = DomainClassifier(payload["num_classes"])
-    model.load_state_dict({k: v.float() for k, v in payload["state_dict"].items()})
-    return model.eval()
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "old.pt"
+        path.write_bytes(raw)
+        return load_extractor("mnist-sample", path).model.eval()
 
 
 def disagreement_section(samples: str, rev: str) -> dict:
