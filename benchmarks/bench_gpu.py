@@ -132,7 +132,11 @@ def main() -> None:
     cache: dict = {}
     bar = final_bar(runs["seed-cgan"], evaluator, args.n, cache, device)
     rows = [
-        {"preset": p, **first_reaching(run, evaluator, bar, args.n, cache, device)}
+        {
+            "preset": p,
+            "reference": "seed-cgan",
+            **first_reaching(run, evaluator, bar, args.n, cache, device),
+        }
         for p, run in runs.items()
     ]
     result["time_to_quality"] = {"bar": bar, "rows": rows}

@@ -1,15 +1,17 @@
 """Time to quality: training wall time until FID, conditional accuracy and recall all reach a bar.
 
-The bar is seed-cgan's FID, conditional accuracy and recall after its full 20,000 iterations on
-mnist-sample, measured on the same seed-cgan run (or FID alone given with --threshold), so
-seed-cgan reaches it at its last checkpoint at the latest and its seed-to-seed spread does not
-decide the comparison. Each preset trains
-once, alone, with its preset defaults and a checkpoint every K iterations; afterwards the
+The bar of the conditional presets is seed-cgan's FID, conditional accuracy and recall after its
+full 20,000 iterations on mnist-sample, measured on the same seed-cgan run; the unconditional
+presets are timed on FID and recall against seed-gan's 20,000 iterations the same way (or FID
+alone given with --threshold). So each reference reaches its bar at its last checkpoint at the
+latest, and its seed-to-seed spread does not decide the comparison. Each preset trains once,
+alone, with its preset defaults and a checkpoint every K iterations; afterwards the
 checkpoints are evaluated in order the way bench_quality evaluates (10,000 samples, balanced
 labels), so evaluation time is not counted, and the time reported is the run's own
 `elapsed_s` at that checkpoint (grids and checkpoint writes included).
 
   python benchmarks/bench_time_to_quality.py [--presets seed-cgan:1000:20000,cdcgan:250:5000]
+      [--presets seed-gan:1000:20000,dcgan:250:5000,wgan-gp:250:3000]
       [--existing seed-cgan=DIR]   # a finished run of the same command, instead of training
 Writes benchmarks/results/bench_time_to_quality.{md,json}; runs go to benchmarks/_work/.
 """
@@ -26,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from gankit.config import load_preset
 from gankit.metrics.evaluate import Evaluator
 from gankit.sampling import load_generator, sample_balanced
 
@@ -36,6 +39,7 @@ DATASET = "mnist-sample"
 
 
 BAR = {"fid": "<=", "cond_acc": ">=", "recall": ">="}  # what "reaching the bar" means
+REFERENCES = {True: "seed-cgan", False: "seed-gan"}  # conditional or not -> the bar's preset
 
 
 def final_bar(run: Path, evaluator: Evaluator, n: int, cache: dict, device: str = "cpu") -> dict:
@@ -43,7 +47,7 @@ def final_bar(run: Path, evaluator: Evaluator, n: int, cache: dict, device: str 
     set the bar."""
     last = max((run / "checkpoints").glob("step_*.pt"))
     result = score(last, run, evaluator, n, cache, device)
-    return {key: result[key] for key in BAR}
+    return {key: result[key] for key in BAR if result.get(key) is not None}
 
 
 def reaches(result: dict, bar: dict) -> bool:
@@ -100,7 +104,7 @@ def first_reaching(
     for path in sorted((run / "checkpoints").glob("step_*.pt")):
         step = int(path.stem.split("_")[1])
         result = score(path, run, evaluator, n, cache, device)
-        row = {"step": step, "wall_s": times[step], **{key: result[key] for key in BAR}}
+        row = {"step": step, "wall_s": times[step], **{key: result.get(key) for key in BAR}}
         row["copy_rate"] = result["copy_rate"]
         if not best or row["fid"] < best["fid"]:
             best = row
@@ -125,13 +129,14 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10_000, help="samples per evaluation")
     args = parser.parse_args()
     existing = dict(item.split("=", 1) for item in args.existing)
-    names = [spec.split(":")[0] for spec in args.presets.split(",")]
-    if args.threshold is None and "seed-cgan" not in names:
-        parser.error("without --threshold, --presets must include seed-cgan (it sets the bar)")
+    specs = [spec.split(":") for spec in args.presets.split(",")]
+    groups = {load_preset(preset).conditional for preset, _, _ in specs}
+    missing = [REFERENCES[c] for c in groups if REFERENCES[c] not in {s[0] for s in specs}]
+    if args.threshold is None and missing:
+        parser.error(f"without --threshold, --presets must include {missing} (the bars)")
     WORK.mkdir(parents=True, exist_ok=True)
     runs = {}
-    for spec in args.presets.split(","):
-        preset, every, iterations = spec.split(":")
+    for preset, every, iterations in specs:
         if preset in existing:
             runs[preset] = Path(existing[preset])
         else:
@@ -139,43 +144,55 @@ def main() -> None:
     torch.set_num_threads(2)
     evaluator = Evaluator.load(DATASET)
     cache: dict = {}
-    if args.threshold is not None:
-        bar = {"fid": args.threshold}
-    else:
-        bar = final_bar(runs["seed-cgan"], evaluator, args.n, cache)
-    rows = [
-        {"preset": p, **first_reaching(run, evaluator, bar, args.n, cache)}
-        for p, run in runs.items()
-    ]
+    bars = {
+        conditional: {"fid": args.threshold}
+        if args.threshold is not None
+        else final_bar(runs[REFERENCES[conditional]], evaluator, args.n, cache)
+        for conditional in groups
+    }
+    rows = []
+    for preset, run in runs.items():
+        conditional = load_preset(preset).conditional
+        row = first_reaching(run, evaluator, bars[conditional], args.n, cache)
+        rows.append({"preset": preset, "reference": REFERENCES[conditional], **row})
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-    text = table(rows, bar, f"{args.n} samples per evaluation, seed {args.seed}, "
-                 f"{args.threads} threads; {machine}, torch {torch.__version__}")  # fmt: skip
+    setting = (f"{args.n} samples per evaluation, seed {args.seed}, {args.threads} threads; "
+               f"{machine}, torch {torch.__version__}")  # fmt: skip
+    text = "\n\n".join(
+        table([r for r in rows if r["reference"] == REFERENCES[c]], bars[c], setting)
+        for c in sorted(groups, reverse=True)
+    )
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "bench_time_to_quality.md").write_text(text + "\n")
-    payload = {"bar": bar, "rows": rows}
+    payload = {"bars": {REFERENCES[c]: bars[c] for c in groups}, "rows": rows}
     (RESULTS / "bench_time_to_quality.json").write_text(json.dumps(payload, indent=1))
 
 
 def table(rows: list[dict], bar: dict, setting: str) -> str:
-    """Markdown: each preset's first checkpoint at the bar, and its speed-up over seed-cgan."""
-    reference = next((r for r in rows if r["preset"] == "seed-cgan" and r["reached"]), None)
+    """Markdown: each preset's first checkpoint at the bar, and its speed-up over the
+    reference preset (seed-cgan or seed-gan)."""
+    name = rows[0]["reference"]
+    reference = next((r for r in rows if r["preset"] == name and r["reached"]), None)
     wanted = ", ".join(f"{key} {BAR[key]} {value:.3g}" for key, value in bar.items())
+    conditional = "cond_acc" in bar
     lines = [
-        f"Time to quality on {DATASET}: training wall time until {wanted} (seed-cgan's figures "
-        f"at 20,000 iterations, in the same seed-cgan run; grids and checkpoints included); "
+        f"Time to quality on {DATASET}: training wall time until {wanted} ({name}'s figures "
+        f"at 20,000 iterations, in the same {name} run; grids and checkpoints included); "
         f"{setting}",
         "",
-        "| preset | reached | iterations | wall s | FID there | cond_acc there | recall there "
-        "| copy rate | speed-up |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| preset | reached | iterations | wall s | FID there |"
+        + (" cond_acc there |" if conditional else "")
+        + " recall there | copy rate | speed-up |",
+        "|---|---|---|---|---|" + ("---|" if conditional else "") + "---|---|---|",
     ]
     for r in rows:
         speedup = f"{reference['wall_s'] / r['wall_s']:.1f}x" if reference and r["reached"] else "-"
         reached = "yes" if r["reached"] else "no (best FID shown)"
+        accuracy = f" {r['cond_acc']:.3f} |" if conditional else ""
         lines.append(
-            f"| {r['preset']} | {reached} | {r['step']} | {r['wall_s']:.1f} | {r['fid']:.3g} | "
-            f"{r['cond_acc']:.3f} | {r['recall']:.3f} | {r['copy_rate']:.3f} | {speedup} |"
+            f"| {r['preset']} | {reached} | {r['step']} | {r['wall_s']:.1f} | {r['fid']:.3g} |"
+            f"{accuracy} {r['recall']:.3f} | {r['copy_rate']:.3f} | {speedup} |"
         )
     return "\n".join(lines)
 

@@ -163,3 +163,56 @@ def test_the_budget_clock_starts_with_the_process_or_a_recent_launcher(monkeypat
     assert budget.process_started() == pytest.approx(own, abs=0.05)
     monkeypatch.setenv(budget.STARTED_ENV, "garbage")
     assert budget.process_started() == pytest.approx(own, abs=0.05)
+
+
+def train_args(*extra):
+    from gankit.cli import build_parser
+
+    return build_parser().parse_args(["train", "--out", "unused", *extra])
+
+
+def budget_args(*extra):
+    return train_args("--budget", "60", *extra)
+
+
+def test_a_preset_lays_its_budget_choices_under_the_file_and_the_flags(tmp_path):
+    from gankit.cli.train import build_train_config
+    from gankit.config import available_presets, budget_choices, load_preset
+
+    for name in available_presets():  # the reference recipe is kept: the count alone changes
+        if name.startswith("seed-"):
+            assert budget_choices(name) == {}
+            assert load_preset(name, budget=True) == load_preset(name)
+    choices = budget_choices("cdcgan")
+    assert choices["optim.lr_decay"] == "linear" and load_preset("cdcgan").optim.lr_decay == "none"
+    config, _, _ = build_train_config(budget_args("--preset", "cdcgan"))
+    assert (
+        config.to_dict()
+        == load_preset("cdcgan").with_overrides({**choices, "budget.seconds": 60.0}).to_dict()
+    )
+    # without --budget the preset is as it is; a flag or a file beats a budget choice
+    config, _, _ = build_train_config(train_args("--preset", "cdcgan"))
+    assert config.optim.lr_decay == "none"
+    config, _, _ = build_train_config(
+        budget_args("--preset", "cdcgan", "--set", "optim.lr_decay=none")
+    )
+    assert config.optim.lr_decay == "none"
+    file = tmp_path / "mine.toml"
+    file.write_text('[optim]\nlr_decay = "none"\n')
+    config, _, _ = build_train_config(budget_args("--preset", "cdcgan", "--config", str(file)))
+    assert config.optim.lr_decay == "none"
+
+
+def test_gankit_presets_says_what_a_budget_changes(capsys):
+    assert main(["presets"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    cdcgan = lines.index(next(line for line in lines if line.startswith("cdcgan ")))
+    assert 'optim.lr_decay="linear"' in lines[cdcgan + 1] and "--budget" in lines[cdcgan + 1]
+    seed = lines.index(next(line for line in lines if line.startswith("seed-cgan ")))
+    assert "--budget" not in lines[seed + 1]
+
+
+def test_the_measurement_grows_with_the_budget_within_bounds():
+    assert budget.measure_seconds(2) == budget.MEASURE_SECONDS[0]
+    assert budget.measure_seconds(200) == pytest.approx(200 * budget.MEASURE_FRACTION)
+    assert budget.measure_seconds(1e8) == budget.MEASURE_SECONDS[1]

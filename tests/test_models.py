@@ -50,8 +50,10 @@ def test_contract(architecture, conditioning, shape, rng):
     assert images.shape == (6, *shape)
     assert images.min() >= -1 and images.max() <= 1
     output = discriminator(images, labels)
-    if conditioning == "acgan":
+    if CONDITIONING[conditioning].classifies:
         assert isinstance(output, tuple) and output[1].shape == (6, 10)
+    else:
+        assert not isinstance(output, tuple)
     logits = logits_of(output)
     assert logits.shape == (6,) and torch.isfinite(logits).all()
     total = logits.sum() + (output[1].sum() if isinstance(output, tuple) else 0)
@@ -79,6 +81,29 @@ def test_contract(architecture, conditioning, shape, rng):
     else:
         with pytest.raises(ValueError, match="unconditional"):
             generator(z, torch.zeros(6, dtype=torch.int64))
+
+
+def test_projection_ac_is_the_projection_logit_plus_class_logits_on_the_same_features():
+    from gankit.config import RunConfig
+    from gankit.training.step import StepOptions
+
+    torch.manual_seed(0)
+    _, discriminator = build_models(small("dcgan", "projection-ac"), (1, 28, 28), 10)
+    discriminator.eval()
+    images, labels = torch.rand(5, 1, 28, 28) * 2 - 1, torch.arange(5)
+    features = {}
+    discriminator.head.register_forward_hook(lambda m, args, out: features.update(h=args[0]))
+    logits, classes = discriminator(images, labels)
+    h, head = features["h"], discriminator.head
+    projection = (head.embed(labels) * h).sum(1)
+    torch.testing.assert_close(logits, head.linear(h).squeeze(1) + projection)
+    torch.testing.assert_close(classes, head.classes(h))
+    # training adds the class cross-entropy for both classifying heads, with acgan_weight
+    for conditioning, weighted in (("projection-ac", True), ("acgan", True), ("projection", False)):
+        config = RunConfig().with_overrides(
+            {"model.conditioning": conditioning, "train.acgan_weight": 0.5}
+        )
+        assert StepOptions.from_config(config).acgan_weight == (0.5 if weighted else None)
 
 
 def test_spectral_norm_bounds_the_largest_singular_value():

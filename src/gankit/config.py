@@ -336,13 +336,29 @@ def preset_description(name: str) -> str:
     return first.lstrip("# ").strip()
 
 
-def load_preset(name: str) -> RunConfig:
+def _preset_values(name: str) -> dict[str, Any]:
     if name not in available_presets():
         raise ConfigError(f"unknown preset {name!r}; choose from {available_presets()}")
     text = resources.files("gankit").joinpath("presets", f"{name}.toml").read_text()
-    values = tomllib.loads(text)
+    return tomllib.loads(text)
+
+
+def load_preset(name: str, budget: bool = False) -> RunConfig:
+    """The preset's configuration; with `budget`, its `[on_budget]` choices laid over it (what
+    the preset changes when `--budget` plans the run, e.g. a learning rate that anneals to 0
+    at the planned end)."""
+    values = _preset_values(name)
+    choices = values.pop("on_budget", {})
     values["preset"] = name
-    return RunConfig.from_dict(values)
+    config = RunConfig.from_dict(values)
+    return merge_config(config, choices) if budget else config
+
+
+def budget_choices(name: str) -> dict[str, Any]:
+    """The preset's `[on_budget]` choices as dotted keys ({} when it has none)."""
+    choices = _preset_values(name).get("on_budget", {})
+    return {f"{section}.{key}": value for section, table in choices.items()
+            for key, value in table.items()}  # fmt: skip
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -15,6 +16,7 @@ from gankit.config import (
     RunConfig,
     absolute_data_paths,
     available_presets,
+    budget_choices,
     load_preset,
     merge_config,
     parse_value,
@@ -115,7 +117,9 @@ def build_train_config(args: argparse.Namespace) -> tuple[RunConfig, Path, bool]
         if not args.out:
             raise UsageError("give --out DIR, the run folder to create")
         out = Path(args.out)
-        config = load_preset(args.preset) if args.preset else RunConfig()
+        # a budget lays the preset's own [on_budget] choices over it, below the file and flags
+        budget = args.budget is not None
+        config = load_preset(args.preset, budget=budget) if args.preset else RunConfig()
         if args.config:  # its relative data paths are relative to the file's own folder
             from_file = merge_config(config, read_config_file(args.config))
             config = absolute_data_paths(from_file, Path(args.config).resolve().parent)
@@ -249,4 +253,8 @@ def add_presets_parser(subparsers: Any) -> None:
 def cmd_presets(args: argparse.Namespace) -> int:
     for name in available_presets():
         print(f"{name:16s} {preset_description(name)}")
+        choices = budget_choices(name)
+        if choices:
+            chosen = ", ".join(f"{key}={json.dumps(value)}" for key, value in choices.items())
+            print(f"{'':16s}   under --budget: {chosen}")
     return 0

@@ -101,14 +101,24 @@ class Conditioning:
         g_input: how labels enter G's input (a key of INPUTS).
         d_input: how labels enter D's input (a key of INPUTS).
         g_batchnorm: G's BatchNorms take a per-class gain and bias.
-        d_head: D's output head: "plain", "projection" (+ <embed(y), h>) or "acgan" (class
-            logits; D does not read the labels).
+        d_head: D's output head: "plain", "projection" (+ <embed(y), h>), "acgan" (class
+            logits; D does not read the labels) or "projection-ac" (both: the projection term
+            and class logits).
     """
 
     g_input: str
     d_input: str
     g_batchnorm: bool = False
     d_head: str = "plain"
+
+    @property
+    def classifies(self) -> bool:
+        """D also predicts the class, trained with the ACGAN cross-entropy (`acgan_weight`)."""
+        return self.d_head in ("acgan", "projection-ac")
+
+    @property
+    def d_reads_labels(self) -> bool:
+        return self.d_head != "acgan"
 
 
 CONDITIONING = {
@@ -117,6 +127,11 @@ CONDITIONING = {
     "concat": Conditioning("concat", "concat"),
     "projection": Conditioning("label-free", "label-free", g_batchnorm=True, d_head="projection"),
     "acgan": Conditioning("concat", "label-free", d_head="acgan"),
+    # projection D with an auxiliary classifier on the same features (as in P2GAN, Han et al.
+    # 2021): the class term gives G a direct class signal from the first iterations
+    "projection-ac": Conditioning(
+        "label-free", "label-free", g_batchnorm=True, d_head="projection-ac"
+    ),
 }
 
 
@@ -124,25 +139,26 @@ class OutputHead(nn.Module):
     """D's last layer: logits (N,), plus the projection term or the ACGAN class logits.
 
     projection: l = w.h + b + <embed(y), h> (Miyato & Koyama 2018); acgan: returns
-    (l, class_logits (N, C)) (Odena et al. 2017).
+    (l, class_logits (N, C)) (Odena et al. 2017); projection-ac: the projection's l and the
+    class logits.
     """
 
     def __init__(self, features: int, num_classes: int, head: str) -> None:
         super().__init__()
         self.head = head
         self.linear = nn.Linear(features, 1)
-        if head == "projection":
+        if head in ("projection", "projection-ac"):
             self.embed = nn.Embedding(num_classes, features)
             nn.init.uniform_(self.embed.weight, -0.05, 0.05)
-        elif head == "acgan":
+        if head in ("acgan", "projection-ac"):
             self.classes = nn.Linear(features, num_classes)
 
     def forward(
         self, h: torch.Tensor, labels: torch.Tensor | None
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         logits = self.linear(h).squeeze(1)  # (N, 1) -> (N,)
-        if self.head == "projection":
-            return logits + (embed(self.embed, labels) * h).sum(1)
-        if self.head == "acgan":
+        if self.head in ("projection", "projection-ac"):
+            logits = logits + (embed(self.embed, labels) * h).sum(1)
+        if self.head in ("acgan", "projection-ac"):
             return logits, self.classes(h)
         return logits

@@ -95,7 +95,7 @@ class DCGANDiscriminator(nn.Module):
         super().__init__()
         method = CONDITIONING[conditioning]
         self.num_classes, self.image_shape = num_classes, image_shape
-        self.reads_labels = method.d_head != "acgan"
+        self.reads_labels = method.d_reads_labels
         h0, w0 = _check_shape(image_shape)
         self.input_method = method.d_input
         if self.input_method == "multiply":

@@ -72,7 +72,7 @@ class MLPDiscriminator(nn.Module):
     ) -> None:
         super().__init__()
         method = CONDITIONING[conditioning]
-        self.num_classes, self.reads_labels = num_classes, method.d_head != "acgan"
+        self.num_classes, self.reads_labels = num_classes, method.d_reads_labels
         self.condition = INPUTS[method.d_input](num_classes, math.prod(image_shape))
         layers: list[nn.Module] = []
         width = self.condition.out_features

@@ -37,9 +37,12 @@ from gankit.training.state import TrainState, restore_state, rng_states, to_chec
 
 logger = logging.getLogger(__name__)
 
-WARMUP_ITERATIONS = 3  # not timed: first calls allocate, pick kernels and fill caches
-MEASURE_SECONDS = 1.0  # timed iterations run at least this long ...
-MEASURE_ITERATIONS = (5, 500)  # ... and this many, at least and at most
+WARMUP_ITERATIONS = 10  # not timed: first calls allocate, pick kernels and fill caches
+# Timed iterations run at least 2.5% of the budget, within 1..10 s, and 5..5000 iterations. A
+# fixed second was too short: on a 2-core EPYC, cdcgan's first second after warm-up ran at 13.5
+# and 20.2 it/s in two runs of the same command, which then sustained about 21 it/s.
+MEASURE_FRACTION, MEASURE_SECONDS = 0.025, (1.0, 10.0)
+MEASURE_ITERATIONS = (5, 5000)
 # The plan spends 85% of what is left. Measured on a shared 2-core VM, `--budget 60`: the speed
 # sustained over the run was 77% (cdcgan: 18.5 against 24.1 it/s) and 70% (seed-cgan: about
 # 38 against 54.7 it/s) of the first second's, and the runs overshot by 21% and 32%. What the
@@ -137,9 +140,10 @@ def measure(
     for _ in range(WARMUP_ITERATIONS):
         iterate()
     synchronize(device)
+    seconds = measure_seconds(config.budget.seconds)
     count, start = 0, time.perf_counter()
     while count < MEASURE_ITERATIONS[1] and (
-        count < MEASURE_ITERATIONS[0] or time.perf_counter() - start < MEASURE_SECONDS
+        count < MEASURE_ITERATIONS[0] or time.perf_counter() - start < seconds
     ):
         iterate()
         count += 1
@@ -158,6 +162,12 @@ def measure(
         figures["evaluation_s"] = timed(evaluate, device) if evaluate is not None else 0.0
     restore_state(state, snapshot, device, world)
     return broadcast_object(figures if world.main else None, world)
+
+
+def measure_seconds(budget_seconds: float) -> float:
+    """How long the timed iterations run at least, for a budget of `budget_seconds`."""
+    low, high = MEASURE_SECONDS
+    return min(max(low, MEASURE_FRACTION * budget_seconds), high)
 
 
 def local_rng(state: TrainState, device: torch.device, world: World) -> dict:

@@ -24,6 +24,7 @@ from gankit.losses import (
     gradient_penalty,
     r1_penalty,
 )
+from gankit.models.conditioning import CONDITIONING
 
 Augment = Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
 
@@ -55,14 +56,14 @@ class StepOptions:
 
     @classmethod
     def from_config(cls, config: RunConfig) -> StepOptions:
-        train = config.train
+        train, conditioning = config.train, config.model.conditioning
         return cls(
             loss=get_loss(train.loss),
             separate_d_steps=config.quirks.separate_d_steps,
             label_smoothing=train.label_smoothing,
             gp_weight=train.gp_weight,
             r1_gamma=train.r1_gamma,
-            acgan_weight=train.acgan_weight if config.model.conditioning == "acgan" else None,
+            acgan_weight=train.acgan_weight if CONDITIONING[conditioning].classifies else None,
             augment=diff_augment if train.diffaugment else None,
             autocast=torch.bfloat16 if train.precision == "bf16" else None,
         )
