@@ -207,7 +207,8 @@ def test_gankit_presets_says_what_a_budget_changes(capsys):
     assert main(["presets"]) == 0
     lines = capsys.readouterr().out.splitlines()
     cdcgan = lines.index(next(line for line in lines if line.startswith("cdcgan ")))
-    assert 'optim.lr_decay="linear"' in lines[cdcgan + 1] and "--budget" in lines[cdcgan + 1]
+    assert "--budget" in lines[cdcgan + 1] and "optim.lr_g=0.001" in lines[cdcgan + 1]
+    assert 'optim.lr_decay="linear"' in lines[cdcgan + 1]
     seed = lines.index(next(line for line in lines if line.startswith("seed-cgan ")))
     assert "--budget" not in lines[seed + 1]
 

@@ -56,6 +56,9 @@ def test_unknown_key_and_preset_raise():
         ({"optim.beta1": 1.5}, "optim.beta1"),
         ({"model.init": "he"}, "model.init"),
         ({"quirks.reuse_noise": 1}, "quirks.reuse_noise"),
+        ({"optim.lr_decay_start": 1.0}, r"optim.lr_decay_start must be in \[0, 1\)"),
+        ({"optim.lr_decay_start": -0.1}, "optim.lr_decay_start"),
+        ({"optim.lr_decay_start": float("nan")}, "optim.lr_decay_start"),
     ],
 )
 def test_bad_values_name_the_key(overrides, message):

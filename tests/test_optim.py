@@ -58,6 +58,11 @@ def test_loading_keeps_this_devices_fused_choice(monkeypatch):
 def test_lr_factor():
     assert optim.lr_factor("none", 7, 10) == 1.0
     assert [optim.lr_factor("linear", s, 4) for s in range(5)] == [1.0, 0.75, 0.5, 0.25, 0.0]
+    # constant for the first half, then linear to 0 over the second
+    half = [optim.lr_factor("linear", s, 8, 0.5) for s in range(9)]
+    assert half == [1.0, 1.0, 1.0, 1.0, 1.0, 0.75, 0.5, 0.25, 0.0]
+    assert optim.lr_factor("linear", 3, 4, 0.99) == 1.0
+    assert optim.lr_factor("linear", 4, 4, 0.99) == 0.0
     with pytest.raises(ValueError, match="unknown lr_decay 'cosine'"):
         optim.lr_factor("cosine", 0, 4)
 

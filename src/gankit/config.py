@@ -89,9 +89,13 @@ class OptimConfig:
     eps: float = 1e-7  # Adam epsilon (Keras default 1e-7; PyTorch default 1e-8)
     lr_decay: str = "none"  # "none", or "linear": both learning rates fall linearly to 0 at
     #                         train.iterations (recomputed when a resume extends the run)
+    lr_decay_start: float = 0.0  # fraction of train.iterations before the decay starts, in
+    #                              [0, 1): constant, then linear to 0 (pix2pix's schedule)
 
     def __post_init__(self) -> None:
         _check_choice("optim.lr_decay", self.lr_decay, ("none", "linear"))
+        if not 0.0 <= self.lr_decay_start < 1.0:  # NaN fails too
+            raise ConfigError(f"optim.lr_decay_start must be in [0, 1), got {self.lr_decay_start}")
         _check_positive("optim.lr_g", self.lr_g)
         _check_positive("optim.lr_d", self.lr_d)
         for key in ("beta1", "beta2"):

@@ -334,7 +334,8 @@ def train_iteration(
     quirks, rng, classes = config.quirks, state.rng, state.num_classes
     batch, latent = config.train.batch_size // world_size, config.model.latent_dim
     device = images.device
-    factor = lr_factor(config.optim.lr_decay, state.step, config.train.iterations)
+    optim = config.optim
+    factor = lr_factor(optim.lr_decay, state.step, config.train.iterations, optim.lr_decay_start)
     set_learning_rate(state.opt_d, config.optim.lr_d * factor)
     set_learning_rate(state.opt_g, config.optim.lr_g * factor)
     for _ in range(config.train.d_steps):

@@ -3,6 +3,7 @@ schedule and the EMA of G's weights."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
@@ -30,18 +31,22 @@ def make_adam(
     )
 
 
-def lr_factor(decay: str, step: int, iterations: int) -> float:
+def lr_factor(decay: str, step: int, iterations: int, start: float = 0.0) -> float:
     """The multiple of the base learning rate used by the update after `step` iterations.
 
-    "none": 1. "linear": 1 - step / iterations, so the last of `iterations` updates uses
-    base / iterations and the schedule reaches 0 at the end. A pure function of (step,
-    iterations): a resume that extends the run (a larger `iterations`) re-plans the rest of
-    the schedule from the new total, with nothing of the schedule to checkpoint.
+    "none": 1. "linear": 1 until `start * iterations` steps, then falling linearly so that the
+    last of `iterations` updates uses base * 1 / (iterations - first decayed step) and the
+    schedule reaches 0 at the end; with start 0, 1 - step / iterations. A pure function of
+    (step, iterations): a resume that extends the run (a larger `iterations`) re-plans the rest
+    of the schedule from the new total, with nothing of the schedule to checkpoint.
     """
     if decay == "none":
         return 1.0
     if decay == "linear":
-        return max(0.0, 1.0 - step / iterations)
+        first = math.floor(start * iterations)
+        if step <= first:
+            return 1.0
+        return max(0.0, 1.0 - (step - first) / (iterations - first))
     raise ConfigError(f"unknown lr_decay {decay!r}; choose from {list(LR_DECAYS)}")
 
 
