@@ -1,8 +1,5 @@
 """CrossRankBatchNorm: Chan et al.'s merge, and equality with nn.BatchNorm on the union batch."""
 
-import os
-import socket
-
 import pytest
 import torch
 import torch.distributed as dist
@@ -82,9 +79,8 @@ def union_batch(dtype):
     return (torch.randn(12, 4, 3, 3, generator=g) * 2 + 5).to(dtype)
 
 
-def _worker(rank, world_size, port, dtype, out):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+def _worker(rank, world_size, store, dtype, out):
+    dist.init_process_group("gloo", init_method=store, rank=rank, world_size=world_size)
     torch.set_num_threads(1)
     x = union_batch(dtype)[rank * 5 : 12 if rank else 5]  # unequal shares: 5 and 7 images
     x.requires_grad_(True)
@@ -99,11 +95,9 @@ def _worker(rank, world_size, port, dtype, out):
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype, rtol", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2)])
 def test_two_ranks_equal_nn_batchnorm_on_the_union_batch(tmp_path, dtype, rtol):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     out = tmp_path / "bn"
-    mp.spawn(_worker, args=(2, port, dtype, str(out)), nprocs=2, join=True)
+    store = f"file://{tmp_path / 'rendezvous'}"  # no TCP port another process could take first
+    mp.spawn(_worker, args=(2, store, dtype, str(out)), nprocs=2, join=True)
     x = union_batch(dtype).float().requires_grad_(True)  # the same values, in float32
     reference = nn.BatchNorm2d(4, eps=1e-3, momentum=None)
     y = reference(x)

@@ -61,9 +61,8 @@ def run_steps(state, dataset, config, batches, rank, world_size):
         )
 
 
-def _worker(rank, world_size, port, tiny_npz, out):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+def _worker(rank, world_size, store, tiny_npz, out):
+    dist.init_process_group("gloo", init_method=store, rank=rank, world_size=world_size)
     torch.set_num_threads(1)
     config = equivalence_config(tiny_npz)
     dataset = load_dataset(str(tiny_npz))
@@ -76,10 +75,9 @@ def _worker(rank, world_size, port, tiny_npz, out):
     dist.destroy_process_group()
 
 
-def _dropout_worker(rank, world_size, port, tiny_npz, out):
+def _dropout_worker(rank, world_size, store, tiny_npz, out):
     """Records the masks of D's dropout layers on this rank for one forward pass."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    dist.init_process_group("gloo", init_method=store, rank=rank, world_size=world_size)
     torch.set_num_threads(1)
     config = tiny_config(tiny_npz)  # seed-cgan: dropout 0.4 after D's 2nd and 3rd layers
     state = build_state(config, load_dataset(str(tiny_npz)), torch.device("cpu"),
@@ -95,17 +93,16 @@ def _dropout_worker(rank, world_size, port, tiny_npz, out):
     dist.destroy_process_group()
 
 
-def free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def rendezvous(tmp_path):
+    """A file store for the spawned ranks to meet: unlike a free TCP port picked in advance,
+    no other process on the machine can take it before the ranks bind it."""
+    return f"file://{tmp_path / 'rendezvous'}"
 
 
 def test_ranks_draw_different_dropout_masks(tmp_path, tiny_npz):
     out = tmp_path / "masks"
-    mp.spawn(_dropout_worker, args=(2, free_port(), tiny_npz, str(out)), nprocs=2, join=True)
+    mp.spawn(_dropout_worker, args=(2, rendezvous(tmp_path), tiny_npz, str(out)), nprocs=2,
+             join=True)  # fmt: skip
     rank0, rank1 = (torch.load(f"{out}.{r}", weights_only=True) for r in range(2))
     assert len(rank0) == len(rank1) == 2
     for a, b in zip(rank0, rank1, strict=True):
@@ -114,13 +111,8 @@ def test_ranks_draw_different_dropout_masks(tmp_path, tiny_npz):
 
 
 def test_two_processes_equal_one_with_the_global_batch(tmp_path, tiny_npz):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     out = tmp_path / "ddp.pt"
-    mp.spawn(_worker, args=(2, port, tiny_npz, out), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, rendezvous(tmp_path), tiny_npz, out), nprocs=2, join=True)
     config = copy.deepcopy(equivalence_config(tiny_npz)).with_overrides({"train.sync_bn": False})
     dataset = load_dataset(str(tiny_npz))
     state = build_state(config, dataset, torch.device("cpu"))

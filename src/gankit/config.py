@@ -133,6 +133,7 @@ class TrainConfig:
     precision: str = "fp32"  # "fp32", or "bf16": autocast of G's and D's forward passes
     compile: bool = False  # torch.compile G and D (skipped with a warning without a compiler)
     sync_bn: bool = False  # under torchrun: SyncBatchNorm in G (batch statistics over all ranks)
+    tensorboard: bool = False  # TensorBoard events in RUN/tb/ (the `tensorboard` extra)
 
     def __post_init__(self) -> None:
         _check_positive("train.iterations", self.iterations)

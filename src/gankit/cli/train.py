@@ -89,6 +89,11 @@ def add_train_parser(subparsers: Any) -> None:
     p.add_argument("--precision", choices=["fp32", "bf16"], help="bf16: autocast forward passes")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile G and D")
     p.add_argument(
+        "--tensorboard", action="store_true", default=None,
+        help="also write TensorBoard events to RUN/tb/ (the tensorboard extra); allowed on "
+        "--resume",
+    )  # fmt: skip
+    p.add_argument(
         "--sync-bn", action="store_true", default=None, help="SyncBatchNorm under torchrun"
     )
     p.add_argument(
@@ -128,6 +133,8 @@ def build_train_config(args: argparse.Namespace) -> tuple[RunConfig, Path, bool]
     }
     if args.compile:
         overrides["train.compile"] = True
+    if args.tensorboard:
+        overrides["train.tensorboard"] = True
     if args.budget is not None:
         if args.iterations is not None:
             raise UsageError("--budget plans the iterations: do not give --iterations too")
@@ -142,6 +149,7 @@ def build_train_config(args: argparse.Namespace) -> tuple[RunConfig, Path, bool]
         allowed = {
             "train.iterations", "train.device", "train.threads", "schedule.time_limit",
             "schedule.eval_every", "schedule.eval_samples", "budget.seconds", "budget.it_per_s",
+            "train.tensorboard",
         }  # fmt: skip
         refused = sorted(set(overrides) - allowed)
         if refused:

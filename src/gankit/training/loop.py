@@ -48,6 +48,7 @@ from gankit.training.state import (
     to_checkpoint,
 )
 from gankit.training.step import StepOptions, discriminator_step, generator_step, make_fakes
+from gankit.training.tensorboard import Board, require_tensorboard
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,8 @@ def check_config(config: RunConfig, world: World) -> RunConfig:
         )
     if world.distributed and (config.train.gp_weight or config.train.r1_gamma):
         raise ConfigError("gradient penalties (gp_weight, r1_gamma) are not supported under DDP")
+    if config.train.tensorboard and world.main:
+        require_tensorboard()  # before the folder is created
     return absolute_data_paths(config, Path.cwd())
 
 
@@ -195,6 +198,13 @@ class Loop:
     window_start: float = field(default_factory=time.monotonic)
     window_step: int = 0
     faults: Faults = field(default_factory=Faults)  # test hooks (GANKIT_TEST_*), else none
+    board: Board | None = None  # TensorBoard events on rank 0 with train.tensorboard, else None
+
+    def record(self, row: dict[str, Any]) -> None:
+        """A metrics.jsonl row (rank 0), mirrored to TensorBoard when it is on."""
+        write_row(self.metrics_file, row)
+        if self.board is not None:
+            self.board.row(row)
 
 
 def run_loop(
@@ -221,10 +231,12 @@ def run_loop(
         started = time.monotonic() if started is None else started
         config = budget.plan_run(config, state, iterate, evaluator, device, folder, world, started)
     metrics_file = folder.open_metrics() if world.main else None
+    board = Board(folder.path, state.step) if world.main and config.train.tensorboard else None
     loop = Loop(config, StepOptions.from_config(config), folder, world, device, progress,
                 evaluator, metrics_file, window_step=state.step,
-                faults=Faults.from_env(world))  # fmt: skip
+                faults=Faults.from_env(world), board=board)  # fmt: skip
     loop.time_limit = budget.time_limit(config, loop.started - (started or loop.started))
+    finished = False
     try:
         while state.step < config.train.iterations:
             loop.faults.before_iteration(state.step + 1, world)
@@ -234,9 +246,12 @@ def run_loop(
             state.step += 1
             if after_iteration(loop, state):
                 break
+        finished = True
     finally:
         if metrics_file is not None:
             metrics_file.close()
+        if board is not None:
+            board.finish(config) if finished else board.close()
 
 
 def after_iteration(loop: Loop, state: TrainState) -> bool:
@@ -250,6 +265,8 @@ def after_iteration(loop: Loop, state: TrainState) -> bool:
         log(loop, state)
     if world.main and (step % sched.sample_every == 0 or last):
         fixed_noise_grid(state.sampler, state.fixed_z, state.fixed_labels, folder.grid_path(step))
+        if loop.board is not None:
+            loop.board.grid(folder.grid_path(step), step)
     # the same decision on every rank (training_evaluator scores the end of runs with an
     # evaluation schedule or a time limit): every rank checks (a collective), rank 0 evaluates
     due = sched.eval_every is not None and step % sched.eval_every == 0
@@ -260,7 +277,7 @@ def after_iteration(loop: Loop, state: TrainState) -> bool:
         check_finite(loop.window, step, loop.window_step, folder, world)
         if loop.evaluator is not None:
             row = evaluate_during_training(state, loop.evaluator, config, folder, loop.device)
-            write_row(loop.metrics_file, row)
+            loop.record(row)
     if step % sched.checkpoint_every == 0 or last:
         check_finite(loop.window, step, loop.window_step, folder, world)
         save(state, config, loop.device, folder, world, loop.faults)
@@ -279,7 +296,7 @@ def log(loop: Loop, state: TrainState) -> None:
     loop.window, loop.window_start, loop.window_step = [], time.monotonic(), step
     state.metrics.update(row)
     if loop.world.main:
-        write_row(loop.metrics_file, row)
+        loop.record(row)
         if loop.progress is not None:
             loop.progress(step, row)
 
