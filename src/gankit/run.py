@@ -39,6 +39,7 @@ from gankit.errors import CheckpointError, MissingFileError, RunFolderError
 logger = logging.getLogger(__name__)
 
 MARKER = ".gankit-run"
+EXPORT_MANIFEST = "gankit-export.json"  # marks an export folder (`gankit export`)
 LOCK = ".lock"
 _STEP_FILE = re.compile(r"step_(\d{7})\.pt$")
 
@@ -109,15 +110,7 @@ class RunFolder:
         self.checkpoints.mkdir(exist_ok=True)
 
     def _check_replaceable(self) -> None:
-        target = self.path.resolve()
-        protected = {Path.cwd().resolve(), Path.home().resolve()}
-        for place in list(protected):
-            protected.update(place.parents)
-        if target in protected:
-            raise RunFolderError(
-                f"refusing to replace {str(self.path)!r}: it is the current or home directory "
-                "or one of their parents"
-            )
+        check_not_protected(self.path)
         if not self.is_run():
             raise RunFolderError(
                 f"refusing to replace {str(self.path)!r}: it is not a gankit run folder (no "
@@ -126,13 +119,7 @@ class RunFolder:
 
     def _clear(self) -> None:
         """Deletes everything in the (resolved) folder but the lock file we hold."""
-        for entry in self.path.resolve().iterdir():
-            if entry.name == LOCK:
-                continue
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
+        clear_folder(self.path, keep=(LOCK,))
 
     def lock(self) -> None:
         """Takes the folder's exclusive lock for the life of this process (or `unlock`)."""
@@ -293,6 +280,83 @@ class RunFolder:
         if not path.is_file():
             raise MissingFileError(f"checkpoint {which!r} does not exist")
         return path
+
+
+def check_not_protected(path: Path) -> None:
+    """Refuses the current or home directory or one of their parents (after resolving
+    symlinks) as a folder to replace."""
+    target = path.resolve()
+    protected = {Path.cwd().resolve(), Path.home().resolve()}
+    for place in list(protected):
+        protected.update(place.parents)
+    if target in protected:
+        raise RunFolderError(
+            f"refusing to replace {str(path)!r}: it is the current or home directory or one of "
+            "their parents"
+        )
+
+
+def clear_folder(path: Path, keep: tuple[str, ...] = ()) -> None:
+    """Deletes everything in the (resolved) folder but the entries named in `keep`."""
+    for entry in path.resolve().iterdir():
+        if entry.name in keep:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+class ExportFolder:
+    """An export of a run's generator (`gankit export`): the model in one format, config.json,
+    the manifest `gankit-export.json`, a sample grid and model_card.md.
+
+    The manifest is written first (marked incomplete) and last (complete), so a folder is
+    recognisably an export even when an export was interrupted. `overwrite` replaces only a
+    folder holding a manifest, never the current or home directory or one of their parents.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / EXPORT_MANIFEST
+
+    def is_export(self) -> bool:
+        return self.manifest_path.is_file()
+
+    def create(self, overwrite: bool) -> None:
+        if self.path.exists() and not self.path.is_dir():
+            raise RunFolderError(f"export folder {str(self.path)!r} exists and is not a folder")
+        if self.path.is_dir() and any(self.path.iterdir()):
+            if not overwrite:
+                raise RunFolderError(
+                    f"export folder {str(self.path)!r} exists and is not empty; pass "
+                    "--overwrite to replace an earlier export"
+                )
+            check_not_protected(self.path)
+            if not self.is_export():
+                raise RunFolderError(
+                    f"refusing to replace {str(self.path)!r}: it is not a gankit export (no "
+                    f"{EXPORT_MANIFEST}); --overwrite only replaces exports"
+                )
+            clear_folder(self.path)
+        else:
+            self.path.mkdir(parents=True, exist_ok=True)
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        tmp = self.manifest_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+        tmp.replace(self.manifest_path)
+
+    def read_manifest(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.manifest_path.read_text())
+        except FileNotFoundError as error:
+            raise MissingFileError(f"{str(self.path)!r} is not a gankit export") from error
+        except json.JSONDecodeError as error:
+            raise RunFolderError(f"{self.manifest_path} is not valid JSON: {error}") from error
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ from gankit.config import RunConfig
 from gankit.errors import UsageError
 from gankit.models import build_models
 from gankit.models.conditioning import check_labels
-from gankit.run import RunFolder
+from gankit.run import ExportFolder, RunFolder
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ class LoadedGenerator:
         step: training iterations of the checkpoint.
         checkpoint: the file it came from.
         metrics: figures stored in the checkpoint.
+        ema: whether the weights are the EMA of G's.
     """
 
     model: nn.Module
@@ -48,12 +49,20 @@ class LoadedGenerator:
     step: int
     checkpoint: Path
     metrics: dict[str, Any]
+    ema: bool = False
 
 
 def load_generator(
     run_dir: str | Path, checkpoint: str = "latest", device: str | torch.device = "cpu"
 ) -> LoadedGenerator:
-    """Loads the generator of a run ("latest", "best" or a checkpoint path)."""
+    """Loads the generator of a run ("latest", "best" or a checkpoint path), or of a
+    safetensors export folder (`gankit export`; `checkpoint` must then be "latest")."""
+    if ExportFolder(run_dir).is_export():
+        from gankit.export import load_export
+
+        if checkpoint != "latest":
+            raise UsageError(f"{str(run_dir)!r} is an export: it has one generator, no checkpoints")
+        return load_export(run_dir, device)
     path = RunFolder(run_dir).resolve(checkpoint)
     state = load_checkpoint(path, map_location=device)
     config = RunConfig.from_dict(state.config)
@@ -62,7 +71,14 @@ def load_generator(
     generator.load_state_dict(weights)
     generator.to(device).eval()
     return LoadedGenerator(
-        generator, config, state.num_classes, state.image_shape, state.step, path, state.metrics
+        generator,
+        config,
+        state.num_classes,
+        state.image_shape,
+        state.step,
+        path,
+        state.metrics,
+        ema=state.generator_ema is not None,
     )
 
 

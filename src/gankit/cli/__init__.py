@@ -15,6 +15,7 @@ import traceback
 from gankit._version import __version__
 from gankit.cli.errors import UsageError
 from gankit.cli.evaluate import add_classifier_parser, add_evaluate_parser
+from gankit.cli.export import add_export_parser
 from gankit.cli.sample import add_sample_parser, add_serve_parser, add_visual_parsers
 from gankit.cli.train import add_presets_parser, add_train_parser
 from gankit.errors import GankitError
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_visual_parsers(subparsers)
     add_serve_parser(subparsers)
     add_classifier_parser(subparsers)
+    add_export_parser(subparsers)
     return parser
 
 
