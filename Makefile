@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 RUN ?= runs/demo
 
-.PHONY: setup demo test test-fast lint format bench clean
+.PHONY: setup demo test test-fast lint format bench wheel-check clean
 
 setup: $(VENV)/.installed
 
@@ -39,5 +39,8 @@ format: setup
 bench: setup
 	$(BIN)/python benchmarks/bench_train.py
 
+wheel-check: setup
+	PYTHON=$(PYTHON) TORCH="$(TORCH)" .ci/wheel_check.sh
+
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info src/*.egg-info .pytest_cache .ruff_cache

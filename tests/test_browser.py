@@ -1,7 +1,7 @@
 """End to end: `gankit serve` on a loopback port, driven in Debian's Chromium by Playwright.
 
-Needs /usr/bin/chromium and the playwright package (`.ci/run` installs both); a screenshot is
-saved under test-artifacts/.
+Needs /usr/bin/chromium and the playwright package (`.ci/run` installs both); screenshots (full
+width and 390 px) are saved under test-artifacts/.
 """
 
 import os
@@ -38,8 +38,13 @@ def free_port():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, module_npz):
+    """A small CGAN on mnist-sample, evaluated once (so the page has figures and a floor)."""
+    from gankit.cli import main
+
     folder = tmp_path_factory.mktemp("browser")
-    train(tiny_config(module_npz, iterations=2), folder / "run")
+    config = tiny_config(module_npz, iterations=2).with_overrides({"data.dataset": "mnist-sample"})
+    train(config, folder / "run")
+    assert main(["evaluate", str(folder / "run"), "--n", "200"]) == 0
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "gankit", "serve", str(folder / "run"), "--port", str(port)],
@@ -60,32 +65,67 @@ def server(tmp_path_factory, module_npz):
     process.wait(timeout=10)
 
 
-def test_choose_a_class_and_generate_in_chromium(server):
+NO_BROKEN_IMAGE = """() => [...document.images].every(
+    (img) => img.hidden || (img.complete && img.naturalWidth > 0))"""
+
+
+def test_the_page_as_a_newcomer_meets_it_in_chromium(server):
     playwright = pytest.importorskip("playwright.sync_api")
     ARTIFACTS.mkdir(exist_ok=True)
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(user_agent="gankit-test")
         page.goto(server + "/")
+        # a grid and a class morph at once, no click; no image is ever shown broken
+        page.wait_for_function("document.getElementById('grid').naturalWidth > 0", timeout=20_000)
+        page.wait_for_function("document.getElementById('morph-image').naturalWidth > 0",
+                               timeout=20_000)  # fmt: skip
+        assert page.evaluate(NO_BROKEN_IMAGE)
+        assert page.is_visible("#download")
+        assert page.get_attribute("#download", "href").startswith("blob:")
         assert "multiply" in page.text_content("#info")
+        # the latest evaluation beside its real-data floor
+        quality = page.text_content("#evaluation")
+        assert "FID" in quality and "real-data floor" in quality and "copy rate" in quality
+        assert "200 samples" in quality
         page.select_option("#label", "7")
         page.fill("#n", "16")
         page.fill("#seed", "3")
+        # a slow answer shows the busy indicator, and it goes once the grid is in
+        page.route("**/api/generate*", lambda route: (time.sleep(1.0), route.continue_()))
         page.click("#generate")
-        page.wait_for_function("document.getElementById('grid').naturalWidth > 0", timeout=20_000)
+        page.wait_for_selector("#busy", state="visible", timeout=5_000)
+        page.wait_for_selector("#busy", state="hidden", timeout=20_000)
+        page.unroute("**/api/generate*")
         size = page.evaluate("[grid.naturalWidth, grid.naturalHeight]")
         # 16 images of one class: 8 per row, 28 px scaled 3x with 2 px padding
         assert size == [8 * (3 * 28 + 2) + 2, 2 * (3 * 28 + 2) + 2]
-        assert page.get_attribute("#download", "href").startswith("blob:")
         page.fill("#n", "999")
         page.click("#generate")
         page.wait_for_function("document.getElementById('generate-error').textContent !== ''")
         assert page.text_content("#generate-error").startswith("n: ")
+        # the morph slider: 80% of the way from class 0 to class 1
+        before = page.get_attribute("#morph-image", "src")
+        page.eval_on_selector(
+            "#morph-t", "(e) => { e.value = 80; e.dispatchEvent(new Event('input')); }"
+        )
+        page.wait_for_function(f"document.getElementById('morph-image').src !== {before!r}",
+                               timeout=20_000)  # fmt: skip
+        assert page.text_content("#morph-text") == "20% class 0, 80% class 1"
         page.click("#interpolate")
         page.wait_for_function("document.getElementById('strip').naturalWidth > 0", timeout=20_000)
+        assert page.evaluate(NO_BROKEN_IMAGE)
         page.screenshot(path=str(ARTIFACTS / "serve.png"), full_page=True)
+        # a phone's width: nothing wider than the screen
+        phone = browser.new_page(viewport={"width": 390, "height": 844})
+        phone.goto(server + "/")
+        phone.wait_for_function("document.getElementById('grid').naturalWidth > 0", timeout=20_000)
+        assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+        assert phone.evaluate(NO_BROKEN_IMAGE)
+        phone.screenshot(path=str(ARTIFACTS / "serve-390px.png"), full_page=True)
         browser.close()
     assert (ARTIFACTS / "serve.png").stat().st_size > 0
+    assert (ARTIFACTS / "serve-390px.png").stat().st_size > 0
 
 
 def test_load_200_requests_from_8_threads(server):

@@ -3,6 +3,7 @@
 import io
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -39,7 +40,9 @@ def test_page_and_info(client):
     assert info["num_classes"] == 10 and info["iterations"] == 2
     assert info["architecture"] == "mlp" and info["conditioning"] == "multiply"
     schema = client.get("/openapi.json").json()
-    assert {"/api/generate", "/api/info", "/api/interpolate"} <= set(schema["paths"])
+    assert {"/api/generate", "/api/info", "/api/interpolate", "/api/morph"} <= set(schema["paths"])
+    assert info["evaluation"] is None and info["floor"] is None  # never evaluated:
+    assert info["evaluate_command"].startswith("gankit evaluate ")  # the page shows how
 
 
 def test_generate_and_interpolate(client):
@@ -121,6 +124,13 @@ PARAMETERS = {  # endpoint -> parameter -> values in its range
         "label": {"0"},
         "linear": set(),
     },  # fmt: skip
+    "/api/morph": {
+        "class_a": {"0"},
+        "class_b": {"0"},
+        "seed": {"0"},
+        "t": {"1e-30"},
+        "steps": set(),
+    },  # fmt: skip
 }
 CASES = [(path, name, value) for path, names in PARAMETERS.items() for name, fine in names.items()
          for value in HOSTILE if value not in fine]  # fmt: skip
@@ -168,3 +178,56 @@ def test_run_info_in_the_page_cannot_close_its_script(tmp_path, module_npz):
     assert "</script><b>" in client.get("/api/info").json()["dataset"]
     page = client.get("/").text
     assert "</script><b>" not in page and page.count("</script>") == page.count("<script")
+
+
+def pixels(response):
+    assert response.status_code == 200, response.text
+    with Image.open(io.BytesIO(response.content)) as image:
+        return np.asarray(image.convert("L"), dtype=np.int16)
+
+
+def test_morph_mixes_two_classes_on_one_noise(client):
+    strip = pixels(client.get("/api/morph", params={"class_a": 3, "class_b": 8, "steps": 5}))
+    one = pixels(client.get("/api/morph", params={"class_a": 3, "class_b": 8, "t": 0.5}))
+    assert strip.shape[1] > 4 * one.shape[1] and strip.shape[0] == one.shape[0]
+    # t = 0 is class 3 itself: the image /api/generate draws for label 3 with the same seed
+    start = pixels(client.get("/api/morph", params={"class_a": 3, "class_b": 8, "t": 0, "seed": 5}))
+    plain = pixels(client.get("/api/generate", params={"label": 3, "n": 1, "seed": 5}))
+    assert start.shape == plain.shape and np.abs(start - plain).max() <= 1
+    end = pixels(client.get("/api/morph", params={"class_a": 3, "class_b": 8, "t": 1, "seed": 5}))
+    assert np.abs(end - start).max() > 10  # the class changed the image
+    for name, value in (("class_b", 10), ("class_a", 12), ("t", 1.5), ("steps", 40)):
+        response = client.get("/api/morph", params={name: value})
+        assert response.status_code == 422
+        assert any(detail["loc"][-1] == name for detail in response.json()["detail"])
+
+
+def test_morph_on_an_unconditional_model_is_a_422(runs):
+    response = TestClient(create_app(runs / "gan")).get("/api/morph")
+    assert response.status_code == 422 and "unconditional" in response.text
+
+
+def test_the_latest_evaluation_comes_with_its_floor(tmp_path, tiny_npz):
+    """`gankit evaluate RUN` records its figures and floor in the run; the page's info shows
+    them, unless an evaluation during training is of a later iteration (it has no floor)."""
+    import json
+
+    from gankit.cli import main
+    from gankit.run import RunFolder
+
+    config = tiny_config(tiny_npz, iterations=2).with_overrides({"data.dataset": "mnist-sample"})
+    run = tmp_path / "run"
+    train(config, run)
+    assert main(["evaluate", str(run), "--n", "100"]) == 0
+    record = RunFolder(run).read_evaluation()
+    assert record["step"] == 2 and record["result"]["n"] == 100 and record["floor"]["n"] == 100
+    info = TestClient(create_app(run)).get("/api/info").json()
+    assert info["evaluation"]["fid"] == record["result"]["fid"] and info["evaluation"]["step"] == 2
+    assert info["floor"]["fid"] == record["floor"]["fid"]
+    later = {"step": 4, "kind": "eval", "fid": 1.5, "n": 2000, "extractor": "mnist-cnn"}
+    with open(run / "metrics.jsonl", "a") as rows:
+        rows.write(json.dumps(later) + "\n")
+    info = TestClient(create_app(run)).get("/api/info").json()
+    assert info["evaluation"]["fid"] == 1.5 and info["floor"] is None
+    (run / "evaluation.json").write_text("{torn")  # unreadable: ignored, with a warning
+    assert TestClient(create_app(run)).get("/api/info").json()["evaluation"]["fid"] == 1.5

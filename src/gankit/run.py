@@ -8,6 +8,7 @@
       fixed_noise.pt       the noise and labels of the progress grids
       images/N.png         progress grids
       checkpoints/step_NNNNNNN.pt, best.pt
+      evaluation.json      the latest `gankit evaluate RUN`, with its real-data floor
 
 Only a folder that is recognisably a run (marker or config.json) is ever replaced, and never
 the current or home directory or one of their parents; a run being trained is locked against a
@@ -202,6 +203,28 @@ class RunFolder:
 
     def save_fixed_noise(self, noise: dict[str, torch.Tensor | None]) -> None:
         atomic_save(noise, self.fixed_noise_path)
+
+    # --- the latest `gankit evaluate RUN` ---------------------------------------------------
+
+    @property
+    def evaluation_path(self) -> Path:
+        return self.path / "evaluation.json"
+
+    def write_evaluation(self, record: dict[str, Any]) -> None:
+        """The latest `gankit evaluate RUN` (figures, real-data floor, checkpoint), atomically."""
+        tmp = self.evaluation_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
+        tmp.replace(self.evaluation_path)
+
+    def read_evaluation(self) -> dict[str, Any] | None:
+        """The record `write_evaluation` left, or None (none, or unreadable: a warning)."""
+        if not self.evaluation_path.is_file():
+            return None
+        try:
+            return json.loads(self.evaluation_path.read_text())
+        except (json.JSONDecodeError, OSError) as error:
+            logger.warning("ignoring %s: %s", self.evaluation_path, error)
+            return None
 
     # --- checkpoints -----------------------------------------------------------------------
 

@@ -68,16 +68,25 @@ def interpolate(
 
 
 def class_morph(
-    model: nn.Module, seed: int, label_a: int, label_b: int, steps: int = 10
+    model: nn.Module,
+    seed: int,
+    label_a: int,
+    label_b: int,
+    steps: int = 10,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One noise vector, with the class condition mixed from label_a to label_b.
+    """One noise vector, with the class condition mixed from label_a to label_b: `steps`
+    images from t = 0 to 1, or one image per given mixing weight t in [0, 1] (`weights`).
 
     The labels are soft (N, C) weights: every conditioning method mixes the class embedding,
     one-hot vector or conditional-BatchNorm parameters accordingly.
     """
     classes = getattr(model, "num_classes", 0)
     check_labels(torch.tensor([label_a, label_b]), classes)
-    t = torch.linspace(0.0, 1.0, steps)
+    t = torch.linspace(0.0, 1.0, steps) if weights is None else weights.float().flatten()
+    if not bool(((t >= 0) & (t <= 1)).all()):
+        raise UsageError(f"morph weights must be in [0, 1], got {t.tolist()}")
+    steps = len(t)
     soft = torch.zeros(steps, classes)
     soft[:, label_a] += 1 - t
     soft[:, label_b] += t

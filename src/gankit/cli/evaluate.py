@@ -51,8 +51,11 @@ def add_evaluate_parser(subparsers: Any) -> None:
     p.set_defaults(handler=cmd_evaluate)
 
 
-def evaluation_inputs(args: argparse.Namespace) -> tuple[str, Any, torch.Tensor | None, str]:
-    """(dataset, images, labels, description) for `gankit evaluate`."""
+def evaluation_inputs(
+    args: argparse.Namespace,
+) -> tuple[str, Any, torch.Tensor | None, str, int | None]:
+    """(dataset, images, labels, description, the run's iteration or None) for `gankit
+    evaluate`."""
     from gankit.metrics.evaluate import load_npz_samples, real_floor_images
     from gankit.metrics.features import EXTRACTORS
     from gankit.sampling import load_generator, sample_balanced
@@ -66,7 +69,8 @@ def evaluation_inputs(args: argparse.Namespace) -> tuple[str, Any, torch.Tensor 
         loaded = load_generator(args.target, args.checkpoint, args.device)
         dataset = dataset or loaded.config.data.dataset
         images, labels = sample_balanced(loaded.model, args.n, args.seed, args.device)
-        return dataset, images, labels, f"{args.target} (iteration {loaded.step}, n={args.n})"
+        what = f"{args.target} (iteration {loaded.step}, n={args.n})"
+        return dataset, images, labels, what, loaded.step
     if not dataset:
         raise UsageError("give --dataset NAME, the real data to compare against")
     if dataset not in EXTRACTORS:
@@ -75,30 +79,43 @@ def evaluation_inputs(args: argparse.Namespace) -> tuple[str, Any, torch.Tensor 
         )
     if args.real:
         images, labels, what = real_floor_images(dataset, args.n, args.data_dir)
-        return dataset, images, labels, f"real images: {what}"
+        return dataset, images, labels, f"real images: {what}", None
     images, labels = load_npz_samples(args.target)
-    return dataset, images, labels, args.target
+    return dataset, images, labels, args.target, None
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
     from gankit.metrics.evaluate import Evaluator, real_floor_images
+    from gankit.run import RunFolder
 
-    dataset, images, labels, what = evaluation_inputs(args)
+    dataset, images, labels, what, step = evaluation_inputs(args)
     evaluator = Evaluator.load(
         dataset, args.weights, args.data_dir, extractor=args.extractor, device=args.device
     )
     result = evaluator(images, labels, args.seed)
-    if args.json:
-        print(json.dumps(result))
-        return 0
-    floor = None
-    if not args.no_floor and not args.real:
+    floor, floor_what = None, None
+    if not args.no_floor and not args.real and not args.json:
         real_images, real_labels, floor_what = real_floor_images(
             dataset, len(images), args.data_dir
         )
         floor = evaluator(real_images, real_labels if labels is not None else None, args.seed)
+    run = RunFolder(args.target) if step is not None else None
+    if run is not None and run.is_run():  # for `gankit serve` and anyone reading the folder
+        run.write_evaluation(
+            {
+                "step": step,
+                "checkpoint": args.checkpoint,
+                "seed": args.seed,
+                "result": result,
+                "floor": floor,
+                "floor_what": floor_what,
+            }  # fmt: skip
+        )
+    if args.json:
+        print(json.dumps(result))
+        return 0
     print(
         f"{what}\nfeatures: {result['extractor']} ({result['extractor_weights']}), "
         f"reference: {result['reference']}, n = {result['n']}"

@@ -12,6 +12,7 @@ step, no CDN, it works offline.
 from __future__ import annotations
 
 import json
+import shlex
 import threading
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from gankit._version import __version__
 from gankit.config import SEED_MAX
 from gankit.run import RunFolder
 from gankit.sampling import TRUNCATION, grid_png, load_generator, sample
-from gankit.visuals import interpolate
+from gankit.visuals import class_morph, interpolate
 
 MAX_IMAGES = 256
 MAX_STEPS = 32
@@ -56,7 +57,7 @@ def create_app(run_dir: str | Path, checkpoint: str = "latest", device: str = "c
     """The app for one run (its generator loads here, once)."""
     loaded = load_generator(run_dir, checkpoint, device)
     model, classes, lock = loaded.model, loaded.num_classes, threading.Lock()
-    evaluations = [r for r in RunFolder(run_dir).metrics() if r.get("kind") == "eval"]
+    evaluation, floor = latest_evaluation(RunFolder(run_dir))
     info = {
         "run": Path(run_dir).name,
         "preset": loaded.config.preset,
@@ -67,8 +68,11 @@ def create_app(run_dir: str | Path, checkpoint: str = "latest", device: str = "c
         "image_shape": list(loaded.image_shape),
         "iterations": loaded.step,
         "dataset": loaded.config.data.dataset,
-        "evaluation": evaluations[-1] if evaluations else None,
+        "evaluation": evaluation,
+        "floor": floor,
+        "evaluate_command": f"gankit evaluate {shlex.quote(str(run_dir))}",
         "max_images": MAX_IMAGES,
+        "max_steps": MAX_STEPS,
         "version": __version__,
     }
     app = FastAPI(
@@ -145,4 +149,40 @@ def create_app(run_dir: str | Path, checkpoint: str = "latest", device: str = "c
             images = interpolate(model, seed_a, seed_b, steps, cls, spherical=not linear)
         return _png(images, ncol=steps)
 
+    @app.get("/api/morph", response_class=Response, responses={200: {"content": {"image/png": {}}}})
+    def api_morph(
+        class_a: int = Query(0, ge=0, le=MAX_LABEL, description="class at t = 0"),
+        class_b: int = Query(1, ge=0, le=MAX_LABEL, description="class at t = 1"),
+        seed: int = Query(0, ge=0, le=SEED_MAX, description="noise seed, 0..2^63-1"),
+        t: float | None = Query(
+            None,
+            ge=0.0,
+            le=1.0,
+            allow_inf_nan=False,
+            description="one image with the class mixed at t in 0..1 (default: a strip)",
+        ),  # fmt: skip
+        steps: int = Query(10, ge=2, le=MAX_STEPS, description="strip images, ends included"),
+    ) -> Response:
+        """One noise vector with the class condition mixed from class_a to class_b: the image
+        at `t`, or a strip of `steps` images (conditional models)."""
+        if not classes:
+            raise _bad("class_a", "this model is unconditional: it has no classes to morph")
+        for name, value in (("class_a", class_a), ("class_b", class_b)):
+            if value >= classes:
+                raise _bad(name, f"{value} is outside the model's classes 0..{classes - 1}")
+        weights = torch.tensor([t]) if t is not None else None
+        with lock:
+            images = class_morph(model, seed, class_a, class_b, steps, weights=weights)
+        return _png(images, ncol=len(images))
+
     return app
+
+
+def latest_evaluation(run: RunFolder) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The run's latest evaluation and its real-data floor: `gankit evaluate RUN`'s record
+    (with its floor) unless an evaluation during training is of a later iteration (no floor)."""
+    rows = [r for r in run.metrics() if r.get("kind") == "eval"]
+    record = run.read_evaluation()
+    if record is not None and (not rows or record.get("step", -1) >= rows[-1]["step"]):
+        return {**record["result"], "step": record.get("step")}, record.get("floor")
+    return (rows[-1], None) if rows else (None, None)
