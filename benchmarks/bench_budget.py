@@ -307,6 +307,7 @@ def plot(rows: list[dict], ref: dict, cpu: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullLocator
 
     S = ref["S"]
     bar = bars(ref)["10000"]
@@ -342,17 +343,59 @@ def plot(rows: list[dict], ref: dict, cpu: str) -> None:
             ax.axvline(f, color="lightgrey", linewidth=0.8, zorder=0)
         ax.set_xscale("log", base=2)
         ax.set_xticks([0.125, 0.25, 0.5, 1.0], ["S/8", "S/4", "S/2", "S"])
+        ax.xaxis.set_minor_locator(NullLocator())
         if log:
             ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_xlabel("training budget (fraction of S, seed-cgan's 20k iterations)")
         ax.set_ylabel(label)
         seconds = ax.secondary_xaxis("top", functions=(lambda f: f * S, lambda s: s / S))
+        seconds.set_xticks([f * S for f in (0.125, 0.25, 0.5, 1.0)])
+        seconds.xaxis.set_minor_locator(NullLocator())
+        seconds.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0f} s"))
         seconds.set_xlabel(f"seconds on {cpu}, 2 cores")
     axes[1].legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     PLOT.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(PLOT, dpi=110)
     plt.close(fig)
+
+
+def summary_table(rows: list[dict], refs: dict[str, dict], cpu: str) -> str:
+    """The README's summary: the reference against the recommended preset under a budget,
+    medians over seeds, with the copy rate."""
+    lines = [
+        f"5,000 balanced samples scored in the domain classifier's features; budgets as "
+        f"fractions of S, seed-cgan's 20,000-iteration time; medians over seeds; {cpu}, 2 cores.",
+        "",
+        "| dataset | model | time | FID | cond_acc | recall | copy rate |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for dataset, ref in refs.items():
+        bar = bars(ref)["5000"]
+        lines.append(
+            f"| {dataset} | `seed-cgan`, 20,000 iterations (the reference) | S = {ref['S']:.0f} s "
+            f"| {bar['fid']:.3g} | {bar['cond_acc']:.3f} | {bar['recall']:.3f} | "
+            f"{bar['copy_rate']:.3f} |"
+        )
+        for fraction in sorted({r["fraction"] for r in rows if r["dataset"] == dataset
+                                and r["config"] == "cdcgan"}):  # fmt: skip
+            runs = [r for r in rows if r["dataset"] == dataset and r["config"] == "cdcgan"
+                    and r["fraction"] == fraction]  # fmt: skip
+            if len(runs) < 2:  # single-seed Pareto points stay in the full tables
+                continue
+
+            def median(key: str, runs: list[dict] = runs) -> float:
+                return statistics.median(r["scores"]["5000"][key] for r in runs)
+
+            wall = statistics.median(r["wall_s"] for r in runs)
+            lines.append(
+                f"| {dataset} | `cdcgan --budget {fraction:g}S` ({len(runs)} seeds) | "
+                f"{wall:.0f} s | {median('fid'):.3g} | {median('cond_acc'):.3f} | "
+                f"{median('recall'):.3f} | {median('copy_rate'):.3f} |"
+            )
+    return "\n".join(lines)
 
 
 def report() -> None:
@@ -366,6 +409,8 @@ def report() -> None:
     targets = targets_table(jobs, refs, cpu)
     (RESULTS / "bench_budget_targets.md").write_text(targets + "\n")
     print(targets + "\n")
+    summary = summary_table(jobs, refs, cpu)
+    (RESULTS / "bench_budget_summary.md").write_text(summary + "\n")
     if "mnist-sample" in refs:
         pareto = pareto_table(jobs, refs["mnist-sample"], cpu)
         (RESULTS / "bench_budget_pareto.md").write_text(pareto + "\n")
