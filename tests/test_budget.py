@@ -217,3 +217,17 @@ def test_the_measurement_grows_with_the_budget_within_bounds():
     assert budget.measure_seconds(2) == budget.MEASURE_SECONDS[0]
     assert budget.measure_seconds(200) == pytest.approx(200 * budget.MEASURE_FRACTION)
     assert budget.measure_seconds(1e8) == budget.MEASURE_SECONDS[1]
+
+
+def test_the_printed_plan_names_the_budget_choices_kept():
+    from gankit.cli.train import budget_choices_in_effect
+    from gankit.config import load_preset
+
+    config = load_preset("cdcgan", budget=True)
+    assert dict(budget_choices_in_effect(config))["optim.lr_g"] == 1e-3
+    overridden = config.with_overrides({"optim.lr_g": 5e-4})
+    assert "optim.lr_g" not in dict(budget_choices_in_effect(overridden))
+    assert budget_choices_in_effect(load_preset("seed-cgan", budget=True)) == []
+    import dataclasses
+
+    assert budget_choices_in_effect(dataclasses.replace(config, preset="mine")) == []

@@ -242,12 +242,31 @@ def print_plan(out: Path) -> None:
     """The budget plan as recorded in the run's config.json."""
     recorded = RunConfig.from_dict(RunFolder(out).read_config())
     plan = recorded.budget
+    chosen = budget_choices_in_effect(recorded)
+    if chosen:
+        print(f"{recorded.preset} under --budget: " + ", ".join(f"{k}={v!r}" for k, v in chosen))
     print(
         f"budget {plan.seconds:g} s: planned {recorded.train.iterations} iterations at "
         f"{plan.it_per_s:.1f} it/s after {plan.startup_s:.1f} s of start-up (grid "
         f"{plan.grid_s:.3f} s, checkpoint {plan.checkpoint_s:.3f} s, final evaluation "
         f"{plan.evaluation_s:.1f} s); `--config {out}/config.json` repeats it without planning"
     )
+
+
+def budget_choices_in_effect(config: RunConfig) -> list[tuple[str, Any]]:
+    """The preset's [on_budget] choices that the recorded configuration kept (a flag, --set or
+    a config file may have overridden some)."""
+    from gankit.config import available_presets
+
+    if config.preset not in available_presets():
+        return []
+    values = config.to_dict()
+    kept = []
+    for key, value in budget_choices(config.preset).items():
+        section, _, name = key.partition(".")
+        if values[section][name] == value:
+            kept.append((key, value))
+    return kept
 
 
 # --- gankit presets ------------------------------------------------------------------------------
