@@ -154,11 +154,8 @@ def _find_idx_file(folder: Path, name: str) -> Path | None:
 
 
 def _md5(path: Path) -> str:
-    digest = hashlib.md5()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "md5").hexdigest()
 
 
 def download_file(name: str, md5: str, mirrors: tuple[str, ...], folder: Path) -> Path:

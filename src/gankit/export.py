@@ -135,11 +135,8 @@ def contract_of(loaded: LoadedGenerator) -> Contract:
 
 
 def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def evaluate_export(loaded: LoadedGenerator, device: str) -> dict[str, Any]:
