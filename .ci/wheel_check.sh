@@ -27,7 +27,8 @@ for data in ("presets/cdcgan.toml", "weights/mnist-sample.pt", "serving/page.htm
     assert package.joinpath(data).is_file(), data
 print("installed at", where.parent)
 PY
-"${gankit[@]}" presets | grep -q "^seed-cgan"
+"${gankit[@]}" presets > presets.txt
+grep "^seed-cgan" presets.txt
 "${gankit[@]}" train --preset cdcgan --iterations 50 --set model.channels=4 --out run --no-progress --seed 1
 "${gankit[@]}" sample run --n 200 --out samples.npz
 "${gankit[@]}" evaluate samples.npz --dataset mnist-sample --json | "$work/venv/bin/python" -c "import json, sys; r = json.load(sys.stdin); assert r['extractor'] == 'mnist-cnn' and r['fid'] > 0, r"

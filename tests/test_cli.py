@@ -164,3 +164,16 @@ def test_hostile_flag_values_exit_2_naming_the_flag(flag, value, tmp_path, monke
     err = capsys.readouterr().err
     assert flag in err and len(err) < 2000  # named, and the 10 kB value is not echoed whole
     assert "Traceback" not in err
+
+
+def test_a_reader_that_goes_away_is_not_a_bug():
+    """`gankit presets | grep -q seed` closes the pipe early: exit 141 (SIGPIPE's), no traceback."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "gankit", "presets"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    process.stdout.close()  # before gankit writes its first line (its imports take longer)
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 141
+    assert "internal error" not in err and "Traceback" not in err and "Exception" not in err
