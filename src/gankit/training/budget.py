@@ -43,10 +43,11 @@ WARMUP_ITERATIONS = 10  # not timed: first calls allocate, pick kernels and fill
 # and 20.2 it/s in two runs of the same command, which then sustained about 21 it/s.
 MEASURE_FRACTION, MEASURE_SECONDS = 0.025, (1.0, 10.0)
 MEASURE_ITERATIONS = (5, 5000)
-# The plan spends 85% of what is left. Measured on a shared 2-core VM, `--budget 60`: the speed
-# sustained over the run was 77% (cdcgan: 18.5 against 24.1 it/s) and 70% (seed-cgan: about
-# 38 against 54.7 it/s) of the first second's, and the runs overshot by 21% and 32%. What the
-# margin misses, the budget's own stop catches (`time_limit`).
+# The plan spends 85% of what is left. On shared 2-core VMs the measured speed missed the speed
+# sustained over the run both ways: on one, `--budget 60` sustained 77% (cdcgan) and 70%
+# (seed-cgan) of the first second's; on another, cdcgan measured 15-17 it/s over 3.7 s and
+# then ran at about 20, so its `--budget 148` runs used 80-89% of the budget. What the margin
+# misses, the budget's own stop catches (`time_limit`).
 SAFETY = 0.85
 
 

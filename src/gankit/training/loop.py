@@ -250,8 +250,10 @@ def run_loop(
     finally:
         if metrics_file is not None:
             metrics_file.close()
-        if board is not None:
-            board.finish(config) if finished else board.close()
+        if board is not None and finished:
+            board.finish(config)  # the configuration as hparams, with the final figures
+        elif board is not None:
+            board.close()
 
 
 def after_iteration(loop: Loop, state: TrainState) -> bool:
@@ -353,8 +355,8 @@ def train_iteration(
     device = images.device
     optim = config.optim
     factor = lr_factor(optim.lr_decay, state.step, config.train.iterations, optim.lr_decay_start)
-    set_learning_rate(state.opt_d, config.optim.lr_d * factor)
-    set_learning_rate(state.opt_g, config.optim.lr_g * factor)
+    set_learning_rate(state.opt_d, optim.lr_d * factor)
+    set_learning_rate(state.opt_g, optim.lr_g * factor)
     for _ in range(config.train.d_steps):
         idx = torch.randint(len(images), (batch,), device=device, generator=rng)
         real, real_labels = images[idx], labels[idx] if classes else None
