@@ -300,6 +300,11 @@ def pareto_table(rows: list[dict], ref: dict, cpu: str) -> str:
             f"{p['elapsed_s']:.0f} | {s['fid']:.3g} | {s['cond_acc']:.3f} | {s['recall']:.3f} | "
             f"{s['precision']:.3f} | {s['copy_rate']:.3f} |"
         )
+    ran = {r["config"] for r in rows if r["dataset"] == "mnist-sample"}
+    missing = [name for name in CONFIGS if name not in ran and name != "seed-cgan"]
+    if missing:
+        lines[0] += (f" Defined in the study but not run on this CPU yet: "
+                     f"{', '.join(missing)}.")  # fmt: skip
     for r in sorted(rows, key=lambda r: (r["config"] != "cdcgan", r["config"], r["fraction"])):
         if r["dataset"] != "mnist-sample" or r["seed"] != 1:
             continue
