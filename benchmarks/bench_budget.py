@@ -42,13 +42,18 @@ WORK = ROOT / "benchmarks" / "_work" / "budget"
 LOG = RESULTS / "bench_budget.jsonl"
 PLOT = ROOT / "docs" / "images" / "budget_pareto.png"
 REFERENCE_ITERATIONS, REFERENCE_EVERY = 20_000, 2_500
+# Rows carry the study they belong to. Study 2: the plan is revised during the run
+# (`budget.revise`) and cdcgan's budget recipe decays over the last fifth; study 1 (rows without
+# the key) planned once and decayed cdcgan over the second half. A job is done when its row
+# belongs to this study; the report shows study-1 rows only where study 2 has none, marked.
+STUDY = 2
 SAMPLES = (5_000, 10_000)  # targets, Pareto
 TARGET_FRACTIONS = (0.25, 1.2)  # the budgets the issue's targets name (3 seeds each)
 KEPT = ("fid", "kid", "is", "precision", "recall", "coverage", "classes_covered", "cond_acc",
         "copy_rate")  # fmt: skip
 
 # The Pareto study's configurations: the conditional presets as `--budget` runs them (cdcgan
-# with its [on_budget] choices: Adam at 1e-3, linear decay over the second half), and
+# with its [on_budget] choices: Adam at 1e-3, linear decay over the last fifth), and
 # variations of cdcgan under a budget, each one command a user could type. At most 12 besides
 # the presets; the variations are run in this order, as far as the time allows.
 CONFIGS: dict[str, tuple[str, list[str]]] = {
@@ -63,11 +68,14 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "cdcgan decay from 0": ("cdcgan", ["optim.lr_decay_start=0"]),
     "cdcgan no decay": ("cdcgan", ["optim.lr_decay=none"]),
     "cdcgan c8": ("cdcgan", ["model.channels=8"]),
-    "cdcgan c24": ("cdcgan", ["model.channels=24"]),
     "cdcgan batch 32": ("cdcgan", ["train.batch_size=32"]),
     "cdcgan batch 128": ("cdcgan", ["train.batch_size=128"]),
     "cdcgan betas 0/0.9": ("cdcgan", ["optim.beta1=0.0", "optim.beta2=0.9"]),
-    "cdcgan EMA 0.99": ("cdcgan", ["train.ema_decay=0.99"]),
+    "cdcgan EMA rampup 0.05": ("cdcgan", ["train.ema_rampup=0.05"]),
+    "cdcgan batch 32 EMA rampup 0.05": (
+        "cdcgan",
+        ["train.batch_size=32", "train.ema_rampup=0.05"],
+    ),
     "cdcgan 2 D steps": ("cdcgan", ["train.d_steps=2"]),
     "cdcgan projection-ac": ("cdcgan", ["model.conditioning=projection-ac"]),
 }
@@ -176,11 +184,13 @@ def budget_job(dataset: str, name: str, fraction: float, seed: int, S: float, cp
     sizes = SAMPLES if target else SAMPLES[1:]  # the targets score 5,000; the Pareto 10,000
     config = json.loads((run / "config.json").read_text())
     steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
-    row = {"kind": "budget", "dataset": dataset, "cpu": cpu, "config": name, "fraction": fraction,
-           "seed": seed, "budget_s": budget, "wall_s": round(wall, 1),
+    plan = config["budget"]
+    row = {"kind": "budget", "study": STUDY, "dataset": dataset, "cpu": cpu, "config": name,
+           "fraction": fraction, "seed": seed, "budget_s": budget, "wall_s": round(wall, 1),
+           "first_planned": plan.get("planned_iterations"), "revised_at": plan.get("revised_at"),
            "planned": config["train"]["iterations"], "iterations": max(steps),
-           "it_per_s": config["budget"]["it_per_s"],
-           "scores": score(run, dataset, sizes=sizes)}  # fmt: skip
+           "it_per_s": plan["it_per_s"], "sustained_it_per_s": plan.get("revised_it_per_s"),
+           "optim": config["optim"], "scores": score(run, dataset, sizes=sizes)}  # fmt: skip
     append(row)
     fid = row["scores"]["10000"]["fid"]
     print(f"{name} {dataset} {fraction} S seed {seed}: {row['iterations']} it in {wall:.0f} s "
@@ -206,7 +216,8 @@ def run_jobs(dataset: str, text: str, keep: bool) -> None:
     cpu = cpu_name()
     ref = reference(dataset, cpu, keep)
     done = {(r["config"], r["fraction"], r["seed"]) for r in load_log()
-            if r["kind"] == "budget" and r["dataset"] == dataset and r["cpu"] == cpu}  # fmt: skip
+            if r["kind"] == "budget" and r["dataset"] == dataset and r["cpu"] == cpu
+            and r.get("study", 1) == STUDY}  # fmt: skip
     for name, fraction, seeds in parse_jobs(text):
         if name == "seed-cgan":
             continue  # its curve is the reference run's checkpoints
@@ -216,6 +227,27 @@ def run_jobs(dataset: str, text: str, keep: bool) -> None:
 
 
 # --- report --------------------------------------------------------------------------------------
+
+FIRST_PASS = "†"  # marks a study-1 row in the tables
+FIRST_PASS_NAMES = {"cdcgan": "cdcgan decay over 2nd half"}  # study 1's cdcgan recipe, by name
+
+
+def current(rows: list[dict]) -> list[dict]:
+    """The newest row of each job, study 2 before study 1; a study-1 row kept (no study-2 row
+    for its job, or cdcgan's first-pass recipe under its own name) is marked `first_pass`."""
+    newest: dict[tuple, dict] = {}
+    for r in rows:
+        study = r.get("study", 1)
+        name = r["config"] if study == STUDY else FIRST_PASS_NAMES.get(r["config"], r["config"])
+        key = (r["dataset"], name, r["fraction"], r["seed"])
+        old = newest.get(key)
+        if old is None or study >= old.get("study", 1):
+            newest[key] = {**r, "config": name, "first_pass": study != STUDY}
+    return list(newest.values())
+
+
+def label(r: dict) -> str:
+    return f"{r['config']} {FIRST_PASS}" if r["first_pass"] else r["config"]
 
 
 def bars(ref: dict) -> dict[str, dict]:
@@ -268,6 +300,8 @@ def targets_table(rows: list[dict], refs: dict[str, dict], cpu: str) -> str:
             wanted = (0.25, 1.2) if dataset == "mnist-sample" else (0.25,)
             if r["dataset"] != dataset or r["config"] != "cdcgan" or r["fraction"] not in wanted:
                 continue
+            if r["first_pass"]:
+                continue
             s = r["scores"]["5000"]
             checks = target_checks(dataset, r["fraction"], bar)
             failed = [text for text, test in checks if not test(s)]
@@ -289,8 +323,8 @@ def pareto_table(rows: list[dict], ref: dict, cpu: str) -> str:
         f"{cpu}, 2 cores. seed-cgan at 20k: FID {bar['fid']:.3g}, cond_acc {bar['cond_acc']:.3f}, "
         f"recall {bar['recall']:.3f}.",
         "",
-        "| configuration | budget | iterations | wall s | FID | cond_acc | recall | precision "
-        "| copy rate |",
+        "| configuration | budget | iterations (first plan) | wall s | FID | cond_acc | recall "
+        "| precision | copy rate |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for p in ref["points"]:
@@ -300,17 +334,25 @@ def pareto_table(rows: list[dict], ref: dict, cpu: str) -> str:
             f"{p['elapsed_s']:.0f} | {s['fid']:.3g} | {s['cond_acc']:.3f} | {s['recall']:.3f} | "
             f"{s['precision']:.3f} | {s['copy_rate']:.3f} |"
         )
-    ran = {r["config"] for r in rows if r["dataset"] == "mnist-sample"}
+    ran = {r["config"] for r in rows if r["dataset"] == "mnist-sample" and not r["first_pass"]}
     missing = [name for name in CONFIGS if name not in ran and name != "seed-cgan"]
     if missing:
-        lines[0] += (f" Defined in the study but not run on this CPU yet: "
+        lines[0] += (f" Defined in the study but not run with revised plans on this CPU: "
                      f"{', '.join(missing)}.")  # fmt: skip
-    for r in sorted(rows, key=lambda r: (r["config"] != "cdcgan", r["config"], r["fraction"])):
+    lines[0] += (
+        f" {FIRST_PASS}: the first pass, whose plan was not revised during the run (it used "
+        f"76-100% of its budget), and whose cdcgan decayed over the second half of its run "
+        f"instead of the last fifth."
+    )
+    order = sorted(rows, key=lambda r: (r["first_pass"], r["config"] != "cdcgan", r["config"],
+                                        r["fraction"]))  # fmt: skip
+    for r in order:
         if r["dataset"] != "mnist-sample" or r["seed"] != 1:
             continue
         s = r["scores"]["10000"]
+        first = f" ({r['first_planned']})" if r.get("first_planned") else ""
         lines.append(
-            f"| {r['config']} | {r['fraction']:g} S | {r['iterations']} | {r['wall_s']:.0f} | "
+            f"| {label(r)} | {r['fraction']:g} S | {r['iterations']}{first} | {r['wall_s']:.0f} | "
             f"{s['fid']:.3g} | {s['cond_acc']:.3f} | {s['recall']:.3f} | {s['precision']:.3f} | "
             f"{s['copy_rate']:.3f} |"
         )
@@ -332,7 +374,7 @@ def plot(rows: list[dict], ref: dict, cpu: str) -> None:
             for p in ref["points"]
         ],  # fmt: skip
     }
-    for name in ("mlp-cgan-fixed", "cdcgan"):
+    for name in ("mlp-cgan-fixed", *FIRST_PASS_NAMES.values(), "cdcgan"):
         by_fraction: dict[float, list[dict]] = {}
         for r in rows:
             if r["config"] == name and r["dataset"] == "mnist-sample":
@@ -348,7 +390,10 @@ def plot(rows: list[dict], ref: dict, cpu: str) -> None:
                                   (axes[1], 2, "conditional accuracy", False)):  # fmt: skip
         for name, points in curves.items():
             if points:
-                ax.plot([p[0] for p in points], [p[index] for p in points], "o-", label=name)
+                first = name in FIRST_PASS_NAMES.values()  # the first pass's recipe, dashed
+                ax.plot([p[0] for p in points], [p[index] for p in points],
+                        "o--" if first else "o-", alpha=0.6 if first else 1.0,
+                        label=f"{name} (first pass)" if first else name)  # fmt: skip
         key = "fid" if index == 1 else "cond_acc"
         ax.scatter([r["fraction"] for r in others], [r["scores"]["10000"][key] for r in others],
                    marker="x", color="grey", label="cdcgan variations (S/4)")  # fmt: skip
@@ -397,7 +442,7 @@ def summary_table(rows: list[dict], refs: dict[str, dict], cpu: str) -> str:
         for fraction in sorted({r["fraction"] for r in rows if r["dataset"] == dataset
                                 and r["config"] == "cdcgan"}):  # fmt: skip
             runs = [r for r in rows if r["dataset"] == dataset and r["config"] == "cdcgan"
-                    and r["fraction"] == fraction]  # fmt: skip
+                    and r["fraction"] == fraction and not r["first_pass"]]  # fmt: skip
             if len(runs) < 2:  # single-seed Pareto points stay in the full tables
                 continue
 
@@ -420,7 +465,7 @@ def report() -> None:
         sys.exit("no reference run yet: run --jobs first")
     cpu = cpus[-1]  # the newest CPU's study; rows from other CPUs are not mixed in
     refs = {r["dataset"]: r for r in rows if r["kind"] == "reference" and r["cpu"] == cpu}
-    jobs = [r for r in rows if r["kind"] == "budget" and r["cpu"] == cpu]
+    jobs = current([r for r in rows if r["kind"] == "budget" and r["cpu"] == cpu])
     targets = targets_table(jobs, refs, cpu)
     (RESULTS / "bench_budget_targets.md").write_text(targets + "\n")
     print(targets + "\n")

@@ -8,9 +8,19 @@ latest, and its seed-to-seed spread does not decide the comparison. Each preset 
 alone, with its preset defaults and a checkpoint every K iterations; afterwards the
 checkpoints are evaluated in order the way bench_quality evaluates (10,000 samples, balanced
 labels), so evaluation time is not counted, and the time reported is the run's own
-`elapsed_s` at that checkpoint (grids and checkpoint writes included).
+`elapsed_s` at that checkpoint (grids and checkpoint writes included). Times are also given
+as a fraction of S, the reference's 20,000-iteration training time in the same run.
+
+`PRESET@budget` trains the preset with its `[on_budget]` rates held constant: the run that
+`gankit train --budget` makes follows it exactly until its learning rate starts to decay, so its
+first checkpoint at the bar says how soon a budget run gets there.
+
+Without the reference among --presets, the bars, its curve and S come from the reference run
+of bench_budget.py on this CPU (benchmarks/results/bench_budget.jsonl; the same command, seed
+and sample counts: training is deterministic, so only its times are that run's).
 
   python benchmarks/bench_time_to_quality.py [--presets seed-cgan:1000:20000,cdcgan:250:5000]
+      [--presets cdcgan@budget:250:4000,mlp-cgan-fixed:500:12000]   # bars from the budget log
       [--presets seed-gan:1000:20000,dcgan:250:5000,wgan-gp:250:3000]
       [--existing seed-cgan=DIR]   # a finished run of the same command, instead of training
 Writes benchmarks/results/bench_time_to_quality.{md,json}; runs go to benchmarks/_work/.
@@ -21,14 +31,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
 import torch
 
-from gankit.config import load_preset
+from bench_budget import LOG as BUDGET_LOG
+from bench_budget import REFERENCE_ITERATIONS, cpu_name
+from gankit.config import budget_choices, load_preset
 from gankit.metrics.evaluate import Evaluator
 from gankit.sampling import load_generator, sample_balanced
 
@@ -78,9 +89,15 @@ def train(
     work: Path = WORK,
     extra: tuple[str, ...] = (),
 ) -> Path:
-    out = work / f"ttq-{preset}-s{seed}"
+    out = work / f"ttq-{preset.replace('@', '-')}-s{seed}"
+    name, _, variant = preset.partition("@")
+    if variant == "budget":  # the [on_budget] choices with the learning rate held constant
+        choices = {**budget_choices(name), "optim.lr_decay": "none"}
+        extra = (*extra, *(f"--set={key}={json.dumps(value)}" for key, value in choices.items()))
+    elif variant:
+        raise SystemExit(f"{preset}: the only variant is PRESET@budget")
     command = [
-        sys.executable, "-m", "gankit", "train", "--preset", preset, "--dataset", DATASET,
+        sys.executable, "-m", "gankit", "train", "--preset", name, "--dataset", DATASET,
         "--out", str(out), "--overwrite", "--no-progress", "--seed", str(seed),
         "--threads", str(threads), "--iterations", str(iterations), "--device", device,
         "--checkpoint-every", str(every), "--set", "schedule.keep_checkpoints=1000", *extra,
@@ -113,12 +130,34 @@ def first_reaching(
     return {**best, "reached": False}
 
 
+def base(preset: str) -> str:
+    return preset.partition("@")[0]
+
+
+def logged_reference(cpu: str) -> dict | None:
+    """bench_budget.py's seed-cgan reference on this CPU: {bar, row, S, points}, or None."""
+    if not BUDGET_LOG.exists():
+        return None
+    rows = [json.loads(x) for x in BUDGET_LOG.read_text().splitlines() if x.strip()]
+    refs = [r for r in rows if r["kind"] == "reference" and r["dataset"] == DATASET
+            and r["cpu"] == cpu]  # fmt: skip
+    if not refs:
+        return None
+    points = {p["step"]: p for p in refs[-1]["points"]}
+    last = points[REFERENCE_ITERATIONS]
+    scores = last["scores"]["10000"]
+    row = {"preset": "seed-cgan", "reference": "seed-cgan", "reached": True,
+           "step": REFERENCE_ITERATIONS, "wall_s": last["elapsed_s"],
+           "copy_rate": scores["copy_rate"], **{key: scores[key] for key in BAR}}  # fmt: skip
+    return {"bar": {key: scores[key] for key in BAR}, "row": row, "S": last["elapsed_s"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--presets",
         default="seed-cgan:1000:20000,cdcgan:250:5000",
-        help="PRESET:CHECKPOINT_EVERY:ITERATIONS, comma-separated",
+        help="PRESET[@budget]:CHECKPOINT_EVERY:ITERATIONS, comma-separated",
     )
     parser.add_argument("--existing", action="append", default=[], help="PRESET=RUN_DIR")
     parser.add_argument(
@@ -130,10 +169,16 @@ def main() -> None:
     args = parser.parse_args()
     existing = dict(item.split("=", 1) for item in args.existing)
     specs = [spec.split(":") for spec in args.presets.split(",")]
-    groups = {load_preset(preset).conditional for preset, _, _ in specs}
-    missing = [REFERENCES[c] for c in groups if REFERENCES[c] not in {s[0] for s in specs}]
+    groups = {load_preset(base(preset)).conditional for preset, _, _ in specs}
+    cpu = cpu_name()
+    logged = None
+    if args.threshold is None and True in groups and "seed-cgan" not in {s[0] for s in specs}:
+        logged = logged_reference(cpu)
+    missing = [REFERENCES[c] for c in groups if REFERENCES[c] not in {s[0] for s in specs}
+               and not (c and logged)]  # fmt: skip
     if args.threshold is None and missing:
-        parser.error(f"without --threshold, --presets must include {missing} (the bars)")
+        parser.error(f"without --threshold, --presets must include {missing} (the bars), or "
+                     f"bench_budget.py must have run its reference on this CPU")  # fmt: skip
     WORK.mkdir(parents=True, exist_ok=True)
     runs = {}
     for preset, every, iterations in specs:
@@ -144,20 +189,22 @@ def main() -> None:
     torch.set_num_threads(2)
     evaluator = Evaluator.load(DATASET)
     cache: dict = {}
-    bars = {
-        conditional: {"fid": args.threshold}
-        if args.threshold is not None
-        else final_bar(runs[REFERENCES[conditional]], evaluator, args.n, cache)
-        for conditional in groups
-    }
-    rows = []
+    bars = {}
+    for conditional in groups:
+        if args.threshold is not None:
+            bars[conditional] = {"fid": args.threshold}
+        elif conditional and logged:
+            bars[conditional] = logged["bar"]
+        else:
+            bars[conditional] = final_bar(runs[REFERENCES[conditional]], evaluator, args.n, cache)
+    rows = [logged["row"]] if logged else []
     for preset, run in runs.items():
-        conditional = load_preset(preset).conditional
+        conditional = load_preset(base(preset)).conditional
         row = first_reaching(run, evaluator, bars[conditional], args.n, cache)
         rows.append({"preset": preset, "reference": REFERENCES[conditional], **row})
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    source = " (the reference's times from bench_budget.py's run)" if logged else ""
     setting = (f"{args.n} samples per evaluation, seed {args.seed}, {args.threads} threads; "
-               f"{machine}, torch {torch.__version__}")  # fmt: skip
+               f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}{source}")  # fmt: skip
     text = "\n\n".join(
         table([r for r in rows if r["reference"] == REFERENCES[c]], bars[c], setting)
         for c in sorted(groups, reverse=True)
@@ -181,20 +228,33 @@ def table(rows: list[dict], bar: dict, setting: str) -> str:
         f"at 20,000 iterations, in the same {name} run; grids and checkpoints included); "
         f"{setting}",
         "",
-        "| preset | reached | iterations | wall s | FID there |"
+        "| preset | reached | iterations | wall s | fraction of S | FID there |"
         + (" cond_acc there |" if conditional else "")
         + " recall there | copy rate | speed-up |",
-        "|---|---|---|---|---|" + ("---|" if conditional else "") + "---|---|---|",
+        "|---|---|---|---|---|---|" + ("---|" if conditional else "") + "---|---|---|",
     ]
     for r in rows:
         speedup = f"{reference['wall_s'] / r['wall_s']:.1f}x" if reference and r["reached"] else "-"
         reached = "yes" if r["reached"] else "no (best FID shown)"
         accuracy = f" {r['cond_acc']:.3f} |" if conditional else ""
         lines.append(
-            f"| {r['preset']} | {reached} | {r['step']} | {r['wall_s']:.1f} | {r['fid']:.3g} |"
+            f"| {name_of(r['preset'])} | {reached} | {r['step']} | {r['wall_s']:.1f} | "
+            f"{fraction(r, reference)} | {r['fid']:.3g} |"
             f"{accuracy} {r['recall']:.3f} | {r['copy_rate']:.3f} | {speedup} |"
         )
     return "\n".join(lines)
+
+
+def name_of(preset: str) -> str:
+    name, _, variant = preset.partition("@")
+    return f"{name} (its budget rates, held)" if variant == "budget" else name
+
+
+def fraction(row: dict, reference: dict | None) -> str:
+    """The row's time as a fraction of S, the reference's 20,000-iteration training time."""
+    if reference is None or reference["step"] != REFERENCE_ITERATIONS:
+        return "-"
+    return f"{row['wall_s'] / reference['wall_s']:.3f}"
 
 
 if __name__ == "__main__":

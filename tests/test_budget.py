@@ -70,6 +70,7 @@ def test_a_budget_run_records_its_plan_and_its_config_replays_it(
     plan = recorded.budget
     assert plan.planned and plan.seconds == 6 and plan.it_per_s > 0
     assert plan.grid_s > 0 and plan.checkpoint_s > 0 and plan.evaluation_s == 0  # no judge
+    assert plan.plots_s > 0  # the loss plot drawn after the last checkpoint
     iterations = recorded.train.iterations
     assert iterations != 4 or plan.it_per_s < 2  # the plan replaced the config's 4
     assert RunFolder(run).list_checkpoints()[-1].name == f"step_{iterations:07d}.pt"
@@ -100,7 +101,9 @@ def test_a_resume_with_a_budget_plans_what_is_left(
     assert recorded.budget.planned and recorded.budget.it_per_s == 50.0
     # the 4 iterations already done, then what fits in the seconds left at 50 it/s
     left = plan_iterations(6 - recorded.budget.startup_s, 50.0, 0, 0, 0, 50, 50)
-    assert abs(recorded.train.iterations - (4 + left)) <= 1  # startup_s is rounded to 1 ms
+    # startup_s is rounded to 1 ms; the total may then have been revised from the speed
+    # sustained since the resume
+    assert abs(recorded.budget.planned_iterations - (4 + left)) <= 1
     assert left > 100
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps[-1] == recorded.train.iterations
@@ -231,3 +234,102 @@ def test_the_printed_plan_names_the_budget_choices_kept():
     import dataclasses
 
     assert budget_choices_in_effect(dataclasses.replace(config, preset="mine")) == []
+
+
+def planned_config(iterations=1000, decay="linear", start=0.5, **budget_values):
+    values = {"seconds": 100.0, "it_per_s": 10.0, "grid_s": 0.5, "checkpoint_s": 0.5,
+              "evaluation_s": 4.0, "startup_s": 2.0, **budget_values}  # fmt: skip
+    return RunConfig().with_overrides(
+        {"train.iterations": iterations, "optim.lr_decay": decay, "optim.lr_decay_start": start,
+         **{f"budget.{key}": value for key, value in values.items()}}
+    )  # fmt: skip
+
+
+def test_a_revision_plans_the_rest_from_the_speed_sustained_so_far():
+    config = planned_config()
+    # 400 iterations in 20 s of training (20 it/s), 25 s of the budget spent: 95% of what is
+    # left once the final evaluation, grid and checkpoint (5 s) are set aside
+    revised = budget.revise(config, 400, 0, 20.0, 25.0)
+    expected = 400 + int(budget.REVISE_SAFETY * (100 - 25 - 5) * 20)
+    assert revised.train.iterations == expected
+    assert revised.budget.revised_at == 400 and revised.budget.revised_it_per_s == 20.0
+    # a slower machine than measured shortens the plan, as long as step 400 stays constant-LR
+    slower = budget.revise(config, 400, 0, 40.0, 45.0)
+    assert slower.train.iterations == 400 + int(budget.REVISE_SAFETY * 50 * 10) < 1000
+    assert budget.lr_constant_until(slower, slower.train.iterations) >= 400
+    # from a resumed step, only this process's iterations and seconds set the speed
+    assert budget.revise(config, 400, 200, 10.0, 25.0).budget.revised_it_per_s == 20.0
+
+
+def test_no_revision_once_the_learning_rate_decays_under_either_total():
+    config = planned_config()
+    assert budget.revise(config, 501, 0, 20.0, 25.0) is None  # past step 500 of 1,000
+    # a total under which step 400 would already have decayed (the run so far would not
+    # replay): kept, the budget's stop ends the run instead
+    assert budget.revise(config, 400, 0, 400.0, 95.0) is None
+    assert budget.revise(planned_config(start=0.0), 50, 0, 5.0, 10.0) is None  # decays at once
+    # without decay the total is revised to the end
+    revised = budget.revise(planned_config(decay="none"), 990, 0, 49.5, 90.0)
+    assert revised.train.iterations == 990 + int(budget.REVISE_SAFETY * 5 * 20)
+    # nothing trained yet, or the same total: no revision
+    assert budget.revise(config, 0, 0, 0.0, 5.0) is None
+    same = planned_config(iterations=400 + int(budget.REVISE_SAFETY * 70 * 20))
+    assert budget.revise(same, 400, 0, 20.0, 25.0) is None
+    assert budget.revise(RunConfig(), 400, 0, 20.0, 25.0) is None  # no plan
+
+
+def test_a_revised_run_replays_from_its_config_with_the_same_weights(
+    tmp_path, config_file, now_started, no_budget_stop, monkeypatch, capsys
+):
+    """Planned at a speed far below this machine's, the run revises its total upwards while
+    its learning rate is constant, and records it; the recorded config, an ordinary run of the
+    final total with the LR decaying over its second half, gives the same weights: nothing
+    done before a revision depended on the total."""
+    slow = {"it_per_s": 20.0, "grid_s": 0.0, "checkpoint_s": 0.0, "evaluation_s": 0.0}
+    monkeypatch.setattr(budget, "measure", lambda *args: dict(slow))
+    config = json.loads(config_file.read_text())
+    config["optim"].update(lr_decay="linear", lr_decay_start=0.5)
+    config_file.write_text(json.dumps(config))
+    run = tmp_path / "run"
+    args = ["train", "--config", str(config_file), "--out", str(run), "--no-progress"]
+    assert main([*args, "--budget", "5"]) == 0
+    assert ", revised at iteration" in capsys.readouterr().out
+    recorded = RunConfig.from_dict(json.loads((run / "config.json").read_text()))
+    plan, iterations = recorded.budget, recorded.train.iterations
+    assert plan.planned_iterations < 5 * 20 < iterations  # the plan, then the revision
+    assert plan.revised_at <= budget.lr_constant_until(recorded, iterations)
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] == iterations
+    assert RunFolder(run).list_checkpoints()[-1].name == f"step_{iterations:07d}.pt"
+    replay = tmp_path / "replay"
+    assert main(["train", "--config", str(run / "config.json"), "--out", str(replay),
+                 "--no-progress"]) == 0  # fmt: skip
+    again = RunConfig.from_dict(json.loads((replay / "config.json").read_text()))
+    assert again.train.iterations == iterations and again.budget == plan  # not revised again
+    for key, value in generator_weights(run).items():
+        torch.testing.assert_close(generator_weights(replay)[key], value, rtol=0, atol=0)
+
+
+def test_a_budget_without_revision_keeps_its_plan(
+    tmp_path, config_file, now_started, no_budget_stop, monkeypatch
+):
+    slow = {"it_per_s": 20.0, "grid_s": 0.0, "checkpoint_s": 0.0, "evaluation_s": 0.0}
+    monkeypatch.setattr(budget, "measure", lambda *args: dict(slow))
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config_file), "--out", str(run), "--no-progress",
+                 "--budget", "4", "--set", "budget.revise=false"]) == 0  # fmt: skip
+    recorded = RunConfig.from_dict(json.loads((run / "config.json").read_text()))
+    assert recorded.train.iterations == recorded.budget.planned_iterations
+    assert recorded.budget.revised_at is None
+
+
+def test_the_plan_and_the_stop_set_aside_the_plots_drawn_at_the_end():
+    figures = {"it_per_s": 10.0, "grid_s": 0.0, "checkpoint_s": 0.0, "evaluation_s": 0.0}
+    config = RunConfig().with_overrides({"budget.seconds": 100.0})
+    without = budget.plan(config, figures, 10.0, 0)
+    plotted = budget.plan(config, {**figures, "plots_s": 4.0}, 10.0, 0)
+    assert without.train.iterations == plan_iterations(90, 10, 0, 0, 0, 200, 1000)
+    assert plotted.train.iterations == plan_iterations(86, 10, 0, 0, 0, 200, 1000)
+    assert plotted.budget.plots_s == 4.0
+    assert budget.time_limit(plotted, 10.0) == pytest.approx(86.0)
+    assert budget.time_limit(without, 10.0) == pytest.approx(90.0)

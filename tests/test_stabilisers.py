@@ -8,8 +8,9 @@ import torch
 
 from conftest import tiny_config
 from gankit.augment import cutout, diff_augment, translate
-from gankit.config import available_presets, load_preset
+from gankit.config import RunConfig, available_presets, load_preset
 from gankit.data import load_dataset
+from gankit.errors import ConfigError
 from gankit.losses import LOSSES
 from gankit.models import ARCHITECTURES, CONDITIONING
 from gankit.run import read_metrics
@@ -30,6 +31,20 @@ def test_ema_warm_up():
     assert ema_decay(0.999, 0) == pytest.approx(0.1)
     assert ema_decay(0.999, 90) == pytest.approx(0.91)
     assert ema_decay(0.999, 1_000_000) == 0.999
+
+
+def test_ema_rampup_caps_the_half_life_at_a_fraction_of_the_iterations_done():
+    # 0.999 has a half-life of 693 iterations; with rampup 0.05, after 2,000 iterations it is
+    # capped at 100: the decay is then 0.5 ** (1 / 100)
+    assert ema_decay(0.999, 1999, 0.05) == pytest.approx(0.5 ** (1 / 100))
+    assert ema_decay(0.999, 0, 0.05) < 1e-5  # the first update all but copies G
+    assert ema_decay(0.999, 10**6, 0.05) == pytest.approx(0.999)  # the cap no longer binds
+    steps = [ema_decay(0.999, step, 0.1) for step in range(0, 20_000, 100)]
+    assert steps == sorted(steps)  # the horizon only grows
+    with pytest.raises(ConfigError, match="train.ema_rampup"):
+        RunConfig().with_overrides({"train.ema_rampup": 0.0})
+    with pytest.raises(ConfigError, match="train.ema_rampup"):
+        RunConfig().with_overrides({"train.ema_rampup": float("nan")})
 
 
 def test_diffaugment_keeps_shapes_and_is_differentiable():

@@ -129,6 +129,9 @@ class TrainConfig:
     label_smoothing: float = 0.0  # one-sided: D's real target is 1 - this (BCE losses only)
     acgan_weight: float = 1.0  # weight of the ACGAN class cross-entropy in D's and G's loss
     ema_decay: float | None = None  # EMA of G's weights (e.g. 0.999); None: no EMA
+    # EMA half-life at most this fraction of the iterations done, in (0, 1] (StyleGAN2-ADA's
+    # ema_rampup); None: the warm-up min(ema_decay, (1 + step) / (10 + step))
+    ema_rampup: float | None = None
     diffaugment: bool = False  # DiffAugment translation + cutout on everything D sees
     precision: str = "fp32"  # "fp32", or "bf16": autocast of G's and D's forward passes
     compile: bool = False  # torch.compile G and D (skipped with a warning without a compiler)
@@ -149,6 +152,8 @@ class TrainConfig:
             )
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ConfigError(f"train.ema_decay must be in (0, 1), got {self.ema_decay}")
+        if self.ema_rampup is not None and not 0.0 < self.ema_rampup <= 1.0:
+            raise ConfigError(f"train.ema_rampup must be in (0, 1], got {self.ema_rampup}")
         for key in ("gp_weight", "r1_gamma"):
             value = getattr(self, key)
             if value is not None and value < 0:
@@ -191,12 +196,23 @@ class BudgetConfig:
     grid_s: float | None = None  # measured seconds per fixed-noise grid
     checkpoint_s: float | None = None  # measured seconds per checkpoint
     evaluation_s: float | None = None  # measured seconds of the final evaluation
+    plots_s: float | None = None  # measured seconds of the plots drawn at the end
     startup_s: float | None = None  # seconds spent before training (start-up, data, planning)
+    # revise the plan at log steps from the speed sustained so far, while the learning rate is
+    # still constant (so nothing done so far depends on the total); only in the process that
+    # planned, never when a recorded plan is replayed
+    revise: bool = True
+    planned_iterations: int | None = None  # train.iterations as first planned, before revisions
+    revised_it_per_s: float | None = None  # sustained speed at the last revision; None: none
+    revised_at: int | None = None  # iteration of the last revision
 
     def __post_init__(self) -> None:
         _check_positive("budget.seconds", self.seconds, allow_none=True)
         _check_positive("budget.it_per_s", self.it_per_s, allow_none=True)
-        for key in ("grid_s", "checkpoint_s", "evaluation_s", "startup_s"):
+        _check_positive("budget.revised_it_per_s", self.revised_it_per_s, allow_none=True)
+        _check_positive("budget.revised_at", self.revised_at, allow_none=True)
+        _check_positive("budget.planned_iterations", self.planned_iterations, allow_none=True)
+        for key in ("grid_s", "checkpoint_s", "evaluation_s", "plots_s", "startup_s"):
             value = getattr(self, key)
             if value is not None and not 0 <= value < math.inf:
                 raise ConfigError(f"budget.{key} must be a finite number >= 0, got {value!r}")

@@ -149,7 +149,7 @@ def build_train_config(args: argparse.Namespace) -> tuple[RunConfig, Path, bool]
         allowed = {
             "train.iterations", "train.device", "train.threads", "schedule.time_limit",
             "schedule.eval_every", "schedule.eval_samples", "budget.seconds", "budget.it_per_s",
-            "train.tensorboard",
+            "train.tensorboard", "budget.revise",
         }  # fmt: skip
         refused = sorted(set(overrides) - allowed)
         if refused:
@@ -245,11 +245,18 @@ def print_plan(out: Path) -> None:
     chosen = budget_choices_in_effect(recorded)
     if chosen:
         print(f"{recorded.preset} under --budget: " + ", ".join(f"{k}={v!r}" for k, v in chosen))
+    first = plan.planned_iterations or recorded.train.iterations
+    revised = ""
+    if plan.revised_at is not None:
+        revised = (
+            f", revised at iteration {plan.revised_at} to {recorded.train.iterations} from the "
+            f"{plan.revised_it_per_s:.1f} it/s sustained"
+        )
     print(
-        f"budget {plan.seconds:g} s: planned {recorded.train.iterations} iterations at "
-        f"{plan.it_per_s:.1f} it/s after {plan.startup_s:.1f} s of start-up (grid "
-        f"{plan.grid_s:.3f} s, checkpoint {plan.checkpoint_s:.3f} s, final evaluation "
-        f"{plan.evaluation_s:.1f} s); `--config {out}/config.json` repeats it without planning"
+        f"budget {plan.seconds:g} s: planned {first} iterations at {plan.it_per_s:.1f} it/s "
+        f"after {plan.startup_s:.1f} s of start-up (grid {plan.grid_s:.3f} s, checkpoint "
+        f"{plan.checkpoint_s:.3f} s, final evaluation {plan.evaluation_s:.1f} s){revised}; "
+        f"`--config {out}/config.json` repeats it without planning"
     )
 
 

@@ -199,6 +199,9 @@ class Loop:
     window_step: int = 0
     faults: Faults = field(default_factory=Faults)  # test hooks (GANKIT_TEST_*), else none
     board: Board | None = None  # TensorBoard events on rank 0 with train.tensorboard, else None
+    revising: bool = False  # this process planned the budget and may revise its total
+    process_started: float = 0.0  # `time.monotonic()` at which the budget began
+    start_step: int = 0  # the step training began from in this process
 
     def record(self, row: dict[str, Any]) -> None:
         """A metrics.jsonl row (rank 0), mirrored to TensorBoard when it is on."""
@@ -222,7 +225,8 @@ def run_loop(
     images = dataset.images.to(device).contiguous(memory_format=memory_format(config.model))
     labels = dataset.labels.to(device)
     evaluator = training_evaluator(config) if world.main else None
-    if config.budget.seconds is not None and not config.budget.planned:
+    planning = config.budget.seconds is not None and not config.budget.planned
+    if planning:
         options = StepOptions.from_config(config)
 
         def iterate() -> None:
@@ -234,14 +238,17 @@ def run_loop(
     board = Board(folder.path, state.step) if world.main and config.train.tensorboard else None
     loop = Loop(config, StepOptions.from_config(config), folder, world, device, progress,
                 evaluator, metrics_file, window_step=state.step,
-                faults=Faults.from_env(world), board=board)  # fmt: skip
-    loop.time_limit = budget.time_limit(config, loop.started - (started or loop.started))
+                faults=Faults.from_env(world), board=board,
+                revising=planning and config.budget.revise,
+                start_step=state.step)  # fmt: skip
+    loop.process_started = loop.started if started is None else started
+    loop.time_limit = budget.time_limit(config, loop.started - loop.process_started)
     finished = False
     try:
-        while state.step < config.train.iterations:
+        while state.step < loop.config.train.iterations:
             loop.faults.before_iteration(state.step + 1, world)
             loop.window.append(
-                train_iteration(state, images, labels, config, loop.options, world.size)
+                train_iteration(state, images, labels, loop.config, loop.options, world.size)
             )
             state.step += 1
             if after_iteration(loop, state):
@@ -251,16 +258,18 @@ def run_loop(
         if metrics_file is not None:
             metrics_file.close()
         if board is not None and finished:
-            board.finish(config)  # the configuration as hparams, with the final figures
+            board.finish(loop.config)  # the configuration as hparams, with the final figures
         elif board is not None:
             board.close()
 
 
 def after_iteration(loop: Loop, state: TrainState) -> bool:
     """Logs, grids, evaluations and checkpoints due at `state.step`; True to stop early."""
+    logs = state.step % loop.config.schedule.log_every == 0
+    if logs and loop.revising:
+        revise_plan(loop, state.step)
     config, world, folder, step = loop.config, loop.world, loop.folder, state.step
     sched = config.schedule
-    logs = step % sched.log_every == 0
     out_of_time = timed_out(loop.time_limit, loop.started, logs, world)
     last = step == config.train.iterations or out_of_time
     if logs or last:
@@ -287,6 +296,32 @@ def after_iteration(loop: Loop, state: TrainState) -> bool:
         logger.info("time limit reached at iteration %d (of %d planned)", step,
                     config.train.iterations)  # fmt: skip
     return out_of_time
+
+
+def revise_plan(loop: Loop, step: int) -> None:
+    """Rank 0 revises the budget's total from the speed sustained so far (`budget.revise`),
+    every rank takes it, and config.json records it. Once the learning rate has begun to decay
+    the total is fixed, and this stops for good (the same decision on every rank)."""
+    config = loop.config
+    constant = budget.lr_constant_until(config, config.train.iterations)
+    if constant is not None and step > constant:
+        loop.revising = False
+        return
+    revised = None
+    if loop.world.main:
+        now = time.monotonic()
+        revised = budget.revise(
+            config, step, loop.start_step, now - loop.started, now - loop.process_started
+        )
+    if loop.world.distributed:
+        revised = broadcast_object(revised, loop.world)
+    if revised is None:
+        return
+    loop.config = revised
+    if loop.world.main:
+        loop.folder.write_config(revised.to_dict())
+        logger.debug("budget: %d iterations at a sustained %.1f it/s (revised at %d)",
+                     revised.train.iterations, revised.budget.revised_it_per_s, step)  # fmt: skip
 
 
 def log(loop: Loop, state: TrainState) -> None:
@@ -379,9 +414,8 @@ def train_iteration(
         state.generator_train, state.discriminator, state.opt_g, z, g_labels, options, rng
     )
     if state.generator_ema is not None:
-        update_ema(
-            state.generator_ema, state.generator, ema_decay(config.train.ema_decay, state.step)
-        )
+        decay = ema_decay(config.train.ema_decay, state.step, config.train.ema_rampup)
+        update_ema(state.generator_ema, state.generator, decay)
     return torch.stack([d_out["d_loss"], d_out["d_acc_real"], d_out["d_acc_fake"], g_out["g_loss"]])
 
 

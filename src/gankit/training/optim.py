@@ -56,10 +56,19 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def ema_decay(decay: float, step: int) -> float:
-    """The decay with a warm-up, min(decay, (1 + step) / (10 + step)), so that the average
-    forgets the random initial weights within the first hundreds of iterations."""
-    return min(decay, (1.0 + step) / (10.0 + step))
+def ema_decay(decay: float, step: int, rampup: float | None = None) -> float:
+    """The decay used by the EMA update after `step` iterations, so that the average forgets
+    the random initial weights.
+
+    rampup None: the warm-up min(decay, (1 + step) / (10 + step)). rampup r: the half-life
+    (in iterations) of `decay`, capped at r times the iterations done, as StyleGAN2-ADA caps
+    its `ema_kimg` at `ema_rampup` times the images seen; a short run then averages over its
+    recent weights only. Either way a pure function of the step, not of the planned total.
+    """
+    if rampup is None:
+        return min(decay, (1.0 + step) / (10.0 + step))
+    half_life = min(math.log(0.5) / math.log(decay), rampup * (step + 1))
+    return 0.5 ** (1.0 / half_life)
 
 
 @torch.no_grad()
