@@ -205,15 +205,27 @@ def main() -> None:
     source = " (the reference's times from bench_budget.py's run)" if logged else ""
     setting = (f"{args.n} samples per evaluation, seed {args.seed}, {args.threads} threads; "
                f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}{source}")  # fmt: skip
+    tables = previous_tables()  # the other group's table, when this call measured one group
+    for c in groups:
+        name = REFERENCES[c]
+        tables[name] = {"bar": bars[c], "setting": setting,
+                        "rows": [r for r in rows if r["reference"] == name]}  # fmt: skip
     text = "\n\n".join(
-        table([r for r in rows if r["reference"] == REFERENCES[c]], bars[c], setting)
-        for c in sorted(groups, reverse=True)
-    )
+        table(tables[name]["rows"], tables[name]["bar"], tables[name]["setting"])
+        for name in REFERENCES.values() if name in tables
+    )  # fmt: skip
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "bench_time_to_quality.md").write_text(text + "\n")
-    payload = {"bars": {REFERENCES[c]: bars[c] for c in groups}, "rows": rows}
-    (RESULTS / "bench_time_to_quality.json").write_text(json.dumps(payload, indent=1))
+    (RESULTS / "bench_time_to_quality.json").write_text(json.dumps({"tables": tables}, indent=1))
+
+
+def previous_tables() -> dict:
+    """The tables of an earlier call, by reference preset ({} if none, or in an old layout)."""
+    path = RESULTS / "bench_time_to_quality.json"
+    if not path.exists():
+        return {}
+    return json.loads(path.read_text()).get("tables", {})
 
 
 def table(rows: list[dict], bar: dict, setting: str) -> str:
