@@ -31,8 +31,16 @@ def test_the_plan_divides_what_is_left_by_the_cost_of_an_iteration():
 
 @pytest.fixture
 def now_started(monkeypatch):
-    """In-process CLI calls: the budget counts from the call, not from pytest's start."""
+    """In-process CLI calls: the budget counts from the call, not from pytest's start. The
+    plan times the end-of-run plots, whose first call in a process also imports matplotlib
+    (seconds on a loaded machine, more than these small budgets have): imported here first,
+    as a real run's own start-up would not repeat it either."""
     import time
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
 
     monkeypatch.setattr(budget, "process_started", time.monotonic)
 
@@ -64,11 +72,11 @@ def test_a_budget_run_records_its_plan_and_its_config_replays_it(
 ):
     run = tmp_path / "run"
     args = ["train", "--config", str(config_file), "--out", str(run), "--no-progress"]
-    assert main([*args, "--budget", "6"]) == 0
-    assert "budget 6 s: planned" in capsys.readouterr().out
+    assert main([*args, "--budget", "8"]) == 0
+    assert "budget 8 s: planned" in capsys.readouterr().out
     recorded = RunConfig.from_dict(json.loads((run / "config.json").read_text()))
     plan = recorded.budget
-    assert plan.planned and plan.seconds == 6 and plan.it_per_s > 0
+    assert plan.planned and plan.seconds == 8 and plan.it_per_s > 0
     assert plan.grid_s > 0 and plan.checkpoint_s > 0 and plan.evaluation_s == 0  # no judge
     assert plan.plots_s > 0  # the loss plot drawn after the last checkpoint
     iterations = recorded.train.iterations
@@ -292,11 +300,11 @@ def test_a_revised_run_replays_from_its_config_with_the_same_weights(
     config_file.write_text(json.dumps(config))
     run = tmp_path / "run"
     args = ["train", "--config", str(config_file), "--out", str(run), "--no-progress"]
-    assert main([*args, "--budget", "5"]) == 0
+    assert main([*args, "--budget", "8"]) == 0
     assert ", revised at iteration" in capsys.readouterr().out
     recorded = RunConfig.from_dict(json.loads((run / "config.json").read_text()))
     plan, iterations = recorded.budget, recorded.train.iterations
-    assert plan.planned_iterations < 5 * 20 < iterations  # the plan, then the revision
+    assert plan.planned_iterations < 8 * 20 < iterations  # the plan, then the revision
     assert plan.revised_at <= budget.lr_constant_until(recorded, iterations)
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps[-1] == iterations
