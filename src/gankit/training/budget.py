@@ -42,6 +42,7 @@ from gankit.plots import plot_losses, plot_metrics
 from gankit.run import RunFolder
 from gankit.sampling import fixed_noise_grid, sample_balanced
 from gankit.training.distributed import World, broadcast_object
+from gankit.training.optim import constant_until
 from gankit.training.state import TrainState, restore_state, rng_states, to_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -272,11 +273,8 @@ REVISE_SAFETY = 0.95
 
 def lr_constant_until(config: RunConfig, iterations: int) -> int | None:
     """The last step whose update still uses the base learning rate in a run of `iterations`
-    (None: every update does)."""
-    optim = config.optim
-    if optim.lr_decay == "none":
-        return None
-    return math.floor(optim.lr_decay_start * iterations)
+    of this config (None: every update does); the schedule's own rule (`lr_factor`)."""
+    return constant_until(config.optim.lr_decay, iterations, config.optim.lr_decay_start)
 
 
 def revise(

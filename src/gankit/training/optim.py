@@ -40,13 +40,19 @@ def lr_factor(decay: str, step: int, iterations: int, start: float = 0.0) -> flo
     (step, iterations): a resume that extends the run (a larger `iterations`) re-plans the rest
     of the schedule from the new total, with nothing of the schedule to checkpoint.
     """
-    if decay == "none":
+    first = constant_until(decay, iterations, start)
+    if first is None or step <= first:
         return 1.0
+    return max(0.0, 1.0 - (step - first) / (iterations - first))
+
+
+def constant_until(decay: str, iterations: int, start: float = 0.0) -> int | None:
+    """The last step whose update uses the base learning rate in a run of `iterations`
+    (None: every update does)."""
+    if decay == "none":
+        return None
     if decay == "linear":
-        first = math.floor(start * iterations)
-        if step <= first:
-            return 1.0
-        return max(0.0, 1.0 - (step - first) / (iterations - first))
+        return math.floor(start * iterations)
     raise ConfigError(f"unknown lr_decay {decay!r}; choose from {list(LR_DECAYS)}")
 
 
