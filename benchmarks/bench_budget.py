@@ -70,14 +70,20 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "cdcgan no decay": ("cdcgan", ["optim.lr_decay=none"]),
     "cdcgan c8": ("cdcgan", ["model.channels=8"]),
     "cdcgan batch 64": ("cdcgan", ["train.batch_size=64"]),
-    "cdcgan batch 128": ("cdcgan", ["train.batch_size=128"]),
-    "cdcgan betas 0/0.9": ("cdcgan", ["optim.beta1=0.0", "optim.beta2=0.9"]),
+    "cdcgan reuse fakes": ("cdcgan", ["train.reuse_fakes=true"]),
+    "cdcgan reuse fakes betas 0/0.9": (
+        "cdcgan",
+        ["train.reuse_fakes=true", "optim.beta1=0.0", "optim.beta2=0.9"],
+    ),
     "cdcgan EMA rampup 0.05": ("cdcgan", ["train.ema_rampup=0.05"]),
     "cdcgan batch 64 EMA rampup 0.05": (
         "cdcgan",
         ["train.batch_size=64", "train.ema_rampup=0.05"],
     ),
-    "cdcgan 2 D steps": ("cdcgan", ["train.d_steps=2"]),
+    "cdcgan reuse fakes projection-concat": (
+        "cdcgan",
+        ["train.reuse_fakes=true", "model.conditioning=projection-concat"],
+    ),
     "cdcgan projection-ac": ("cdcgan", ["model.conditioning=projection-ac"]),
 }
 STUDIES = {

@@ -65,6 +65,9 @@ def test_unknown_key_and_preset_raise():
         ({"train.ema_rampup": float("inf")}, "train.ema_rampup"),
         ({"train.ema_rampup": "fast"}, "train.ema_rampup"),
         ({"budget.revise": 1}, "budget.revise"),
+        ({"train.reuse_fakes": True}, "train.reuse_fakes needs .*g_eval_for_fakes = True"),
+        ({"train.reuse_fakes": "yes"}, "train.reuse_fakes"),
+        ({"train.reuse_fakes": None}, "train.reuse_fakes"),
         ({"budget.revise": "yes"}, "budget.revise"),
         ({"budget.revise": None}, "budget.revise"),
         ({"budget.plots_s": -1.0}, "budget.plots_s"),
@@ -77,6 +80,13 @@ def test_unknown_key_and_preset_raise():
 def test_bad_values_name_the_key(overrides, message):
     with pytest.raises(ValueError, match=message):
         load_preset("seed-cgan").with_overrides(overrides)
+
+
+def test_reused_fakes_need_one_d_step():
+    config = load_preset("cdcgan").with_overrides({"train.reuse_fakes": True})
+    assert config.train.reuse_fakes
+    with pytest.raises(ValueError, match="needs train.d_steps = 1 .*got d_steps = 2"):
+        config.with_overrides({"train.d_steps": 2})
 
 
 def test_ints_are_accepted_for_floats():

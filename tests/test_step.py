@@ -189,3 +189,66 @@ def test_loop_matches_a_plain_implementation(tmp_path, tiny_npz, preset):
         assert len(mine_values) == len(plain_values)
         for i, (a, b) in enumerate(zip(mine_values, plain_values, strict=True)):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=f"tensor {i}")
+
+
+def dcgan_example_training(config, dataset):
+    """PyTorch's DCGAN example loop on gankit's networks, hinge loss: one G forward per
+    iteration, D's step on the detached fakes, G's step back through the same fakes. Draws in
+    gankit's order (batch indices, noise, fake labels from a generator seeded `seed`)."""
+    seed, B, latent = config.train.seed, config.train.batch_size, config.model.latent_dim
+    torch.manual_seed(seed)
+    G, D = build_models(config.model, dataset.image_shape, dataset.num_classes)
+    adam = dict(betas=(config.optim.beta1, config.optim.beta2), eps=config.optim.eps, foreach=False)
+    opt_g = torch.optim.Adam(G.parameters(), lr=config.optim.lr_g, **adam)
+    opt_d = torch.optim.Adam(D.parameters(), lr=config.optim.lr_d, **adam)
+    rng = torch.Generator().manual_seed(seed)
+    for _ in range(config.train.iterations):
+        idx = torch.randint(len(dataset), (B,), generator=rng)
+        real, y = dataset.images[idx], dataset.labels[idx]
+        z = torch.randn(B, latent, generator=rng)
+        y_fake = torch.randint(dataset.num_classes, (B,), generator=rng)
+        fake = G(z, y_fake)
+        opt_d.zero_grad()
+        d_loss = torch.relu(1 - D(real, y)).mean() + torch.relu(1 + D(fake.detach(), y_fake)).mean()
+        d_loss.backward()
+        opt_d.step()
+        opt_g.zero_grad()
+        (-D(fake, y_fake).mean()).backward()
+        opt_g.step()
+    return G, D
+
+
+def test_reused_fakes_match_the_dcgan_example_loop_with_one_g_forward(tmp_path, tiny_npz):
+    config = tiny_config(
+        tiny_npz, preset="cdcgan", iterations=5, **{"train.reuse_fakes": True, "model.channels": 4}
+    )
+    forwards = []
+    import gankit.training.state as state_module
+
+    build = state_module.build_models
+
+    def counting_build(*args):
+        generator, discriminator = build(*args)
+        generator.register_forward_hook(lambda module, *_: forwards.append(module.training))
+        return generator, discriminator
+
+    state_module.build_models = counting_build
+    try:
+        state = train(config, tmp_path / "run")
+    finally:
+        state_module.build_models = build
+    assert sum(forwards) == config.train.iterations  # training-mode forwards; grids use eval
+    G, D = dcgan_example_training(copy.deepcopy(config), load_dataset(str(tiny_npz)))
+    for mine, plain in ((state.generator, G), (state.discriminator, D)):
+        for (key, a), b in zip(mine.state_dict().items(), plain.state_dict().values(), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_fresh_fakes_differ_from_reused_ones(tmp_path, tiny_npz):
+    base = tiny_config(tiny_npz, preset="cdcgan", iterations=3, **{"model.channels": 4})
+    runs = [
+        train(base.with_overrides({"train.reuse_fakes": reuse}), tmp_path / str(reuse))
+        for reuse in (False, True)
+    ]
+    fresh, reused = (list(r.generator.state_dict().values()) for r in runs)
+    assert any(not torch.equal(a, b) for a, b in zip(fresh, reused, strict=True))

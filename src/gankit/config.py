@@ -124,6 +124,10 @@ class TrainConfig:
     device: str = "cpu"  # "cpu", "cuda" or "cuda:N"
     threads: int | None = None  # torch.set_num_threads; None keeps PyTorch's default
     d_steps: int = 1  # D updates per G update (WGAN-GP's n_critic)
+    # G's step backpropagates through the fakes D's step was given (same noise and labels):
+    # one G forward per iteration instead of two, as in PyTorch's DCGAN example. Needs
+    # d_steps = 1 and quirks.g_eval_for_fakes = false (those fakes carry no graph to reuse).
+    reuse_fakes: bool = False
     gp_weight: float | None = None  # WGAN-GP gradient penalty weight (lambda); None: no penalty
     r1_gamma: float | None = None  # R1 penalty gamma on real images; None: no penalty
     label_smoothing: float = 0.0  # one-sided: D's real target is 1 - this (BCE losses only)
@@ -243,6 +247,11 @@ class RunConfig:
             raise ConfigError(
                 "train.gp_weight needs real and fake in one D step: "
                 "set quirks.separate_d_steps = false"
+            )
+        if train.reuse_fakes and (train.d_steps != 1 or quirks.g_eval_for_fakes):
+            raise ConfigError(
+                "train.reuse_fakes needs train.d_steps = 1 and quirks.g_eval_for_fakes = false "
+                f"(got d_steps = {train.d_steps}, g_eval_for_fakes = {quirks.g_eval_for_fakes})"
             )
         if self.model.architecture != "mlp" and self.model.channels is None:
             raise ConfigError(

@@ -132,6 +132,11 @@ CONDITIONING = {
     "projection-ac": Conditioning(
         "label-free", "label-free", g_batchnorm=True, d_head="projection-ac"
     ),
+    # projection D; G reads the class twice, from a one-hot appended to z (the CGAN paper's
+    # input) and through its conditional BatchNorms, so its first layer is class-specific too
+    "projection-concat": Conditioning(
+        "concat", "label-free", g_batchnorm=True, d_head="projection"
+    ),
 }
 
 

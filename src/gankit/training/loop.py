@@ -401,17 +401,27 @@ def train_iteration(
             fake_labels = torch.randint(classes, (batch,), device=device, generator=rng)
         # through DDP's G: its forward first broadcasts rank 0's BatchNorm statistics, so every
         # rank makes fakes with the same (checkpointed) statistics
-        fakes = make_fakes(state.generator_train, z, fake_labels, quirks.g_eval_for_fakes)
+        if config.train.reuse_fakes:  # with their graph, for G's step (d_steps is 1)
+            kept = options.forward(state.generator_train, z, fake_labels)
+            fakes = kept.detach()
+        else:
+            kept = None
+            fakes = make_fakes(state.generator_train, z, fake_labels, quirks.g_eval_for_fakes)
         d_out = discriminator_step(
             state.discriminator_train, state.opt_d, real, real_labels, fakes, fake_labels,
             options, rng,
         )  # fmt: skip
-    if not quirks.reuse_noise:
-        z = torch.randn(batch, latent, device=device, generator=rng)
-    g_labels = torch.randint(classes, (batch,), device=device, generator=rng) if classes else None
+    if kept is not None:
+        g_labels = fake_labels
+    else:
+        if not quirks.reuse_noise:
+            z = torch.randn(batch, latent, device=device, generator=rng)
+        g_labels = (
+            torch.randint(classes, (batch,), device=device, generator=rng) if classes else None
+        )
     # G steps through D's plain module: D is frozen there, so DDP has nothing to all-reduce
     g_out = generator_step(
-        state.generator_train, state.discriminator, state.opt_g, z, g_labels, options, rng
+        state.generator_train, state.discriminator, state.opt_g, z, g_labels, options, rng, kept
     )
     if state.generator_ema is not None:
         decay = ema_decay(config.train.ema_decay, state.step, config.train.ema_rampup)

@@ -176,16 +176,20 @@ def generator_step(
     labels: torch.Tensor | None,
     options: StepOptions,
     rng: torch.Generator | None = None,
+    fakes: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Updates G through a frozen D (the reference's "combined" model).
 
     D keeps its mode (Dropout stays active, as in Keras) but gets no weight gradients:
-    `requires_grad_(False)` skips them instead of computing and discarding them.
+    `requires_grad_(False)` skips them instead of computing and discarding them. `fakes`, when
+    given, are G(z, labels) made earlier with their graph (`train.reuse_fakes`), so G does not
+    run again.
     """
     discriminator.requires_grad_(False)
     try:
         opt_g.zero_grad(set_to_none=True)
-        fakes = options.forward(generator, z, labels)
+        if fakes is None:
+            fakes = options.forward(generator, z, labels)
         seen = options.augment(fakes, rng) if options.augment else fakes
         output = options.forward(discriminator, seen, labels)
         g_loss = options.loss.g(adversarial_logits(output))
