@@ -43,11 +43,16 @@ WORK = ROOT / "benchmarks" / "_work" / "budget"
 LOG = RESULTS / "bench_budget.jsonl"
 PLOT = ROOT / "docs" / "images" / "budget_pareto.png"
 REFERENCE_ITERATIONS, REFERENCE_EVERY = 20_000, 2_500
-# Rows carry the study they belong to. Study 2: the plan is revised during the run
-# (`budget.revise`) and cdcgan's budget recipe decays over the last fifth; study 1 (rows without
-# the key) planned once and decayed cdcgan over the second half. A job is done when its row
-# belongs to this study; the report shows study-1 rows only where study 2 has none, marked.
-STUDY = 2
+# Rows carry the study they belong to. Study 3: cdcgan's budget recipe makes one G forward per
+# iteration (`train.reuse_fakes`). Study 2 (two G forwards, the plan revised during the run,
+# decay over the last fifth) and study 1 (rows without the key: planned once, decay over the
+# second half) stay in the tables where study 3 has no row for the job, marked, and under
+# their recipe's name for cdcgan itself. A job is done when its row belongs to this study.
+STUDY = 3
+PAST_STUDIES = {  # study: (mark, names of its recipes)
+    1: ("†", {"cdcgan": "cdcgan decay over 2nd half"}),
+    2: ("‡", {"cdcgan": "cdcgan two G forwards"}),
+}
 SAMPLES = (5_000, 10_000)  # targets, Pareto
 TARGET_FRACTIONS = (0.25, 1.2)  # the budgets the issue's targets name (3 seeds each)
 KEPT = ("fid", "kid", "is", "precision", "recall", "coverage", "classes_covered", "cond_acc",
@@ -70,19 +75,15 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "cdcgan no decay": ("cdcgan", ["optim.lr_decay=none"]),
     "cdcgan c8": ("cdcgan", ["model.channels=8"]),
     "cdcgan batch 64": ("cdcgan", ["train.batch_size=64"]),
-    "cdcgan reuse fakes": ("cdcgan", ["train.reuse_fakes=true"]),
-    "cdcgan reuse fakes betas 0/0.9": (
+    "cdcgan betas 0.5/0.999": ("cdcgan", ["optim.beta1=0.5", "optim.beta2=0.999"]),
+    "cdcgan betas 0.5/0.999 projection-concat": (
         "cdcgan",
-        ["train.reuse_fakes=true", "optim.beta1=0.0", "optim.beta2=0.9"],
+        ["optim.beta1=0.5", "optim.beta2=0.999", "model.conditioning=projection-concat"],
     ),
     "cdcgan EMA rampup 0.05": ("cdcgan", ["train.ema_rampup=0.05"]),
     "cdcgan batch 64 EMA rampup 0.05": (
         "cdcgan",
         ["train.batch_size=64", "train.ema_rampup=0.05"],
-    ),
-    "cdcgan reuse fakes projection-concat": (
-        "cdcgan",
-        ["train.reuse_fakes=true", "model.conditioning=projection-concat"],
     ),
     "cdcgan projection-ac": ("cdcgan", ["model.conditioning=projection-ac"]),
 }
@@ -235,26 +236,28 @@ def run_jobs(dataset: str, text: str, keep: bool) -> None:
 
 # --- report --------------------------------------------------------------------------------------
 
-FIRST_PASS = "†"  # marks a study-1 row in the tables
-FIRST_PASS_NAMES = {"cdcgan": "cdcgan decay over 2nd half"}  # study 1's cdcgan recipe, by name
+PAST_RECIPES = [name for _, names in PAST_STUDIES.values() for name in names.values()]
 
 
 def current(rows: list[dict]) -> list[dict]:
-    """The newest row of each job, study 2 before study 1; a study-1 row kept (no study-2 row
-    for its job, or cdcgan's first-pass recipe under its own name) is marked `first_pass`."""
+    """The newest row of each job, newer studies first; a row of a past study is kept where no
+    newer one has its job, and cdcgan's past recipes under their own names (`PAST_STUDIES`).
+    Each row gets `past`: False for this study's rows."""
     newest: dict[tuple, dict] = {}
     for r in rows:
         study = r.get("study", 1)
-        name = r["config"] if study == STUDY else FIRST_PASS_NAMES.get(r["config"], r["config"])
+        name = (
+            r["config"] if study == STUDY else PAST_STUDIES[study][1].get(r["config"], r["config"])
+        )
         key = (r["dataset"], name, r["fraction"], r["seed"])
         old = newest.get(key)
         if old is None or study >= old.get("study", 1):
-            newest[key] = {**r, "config": name, "first_pass": study != STUDY}
+            newest[key] = {**r, "config": name, "study": study, "past": study != STUDY}
     return list(newest.values())
 
 
 def label(r: dict) -> str:
-    return f"{r['config']} {FIRST_PASS}" if r["first_pass"] else r["config"]
+    return f"{r['config']} {PAST_STUDIES[r['study']][0]}" if r["past"] else r["config"]
 
 
 def bars(ref: dict) -> dict[str, dict]:
@@ -307,7 +310,7 @@ def targets_table(rows: list[dict], refs: dict[str, dict], cpu: str) -> str:
             wanted = (0.25, 1.2) if dataset == "mnist-sample" else (0.25,)
             if r["dataset"] != dataset or r["config"] != "cdcgan" or r["fraction"] not in wanted:
                 continue
-            if r["first_pass"]:
+            if r["past"]:
                 continue
             s = r["scores"]["5000"]
             checks = target_checks(dataset, r["fraction"], bar)
@@ -341,17 +344,19 @@ def pareto_table(rows: list[dict], ref: dict, cpu: str) -> str:
             f"{p['elapsed_s']:.0f} | {s['fid']:.3g} | {s['cond_acc']:.3f} | {s['recall']:.3f} | "
             f"{s['precision']:.3f} | {s['copy_rate']:.3f} |"
         )
-    ran = {r["config"] for r in rows if r["dataset"] == "mnist-sample" and not r["first_pass"]}
+    ran = {r["config"] for r in rows if r["dataset"] == "mnist-sample" and not r["past"]}
     missing = [name for name in CONFIGS if name not in ran and name != "seed-cgan"]
     if missing:
-        lines[0] += (f" Defined in the study but not run with revised plans on this CPU: "
+        lines[0] += (f" Defined in the study but not run with its current recipe on this CPU: "
                      f"{', '.join(missing)}.")  # fmt: skip
     lines[0] += (
-        f" {FIRST_PASS}: the first pass, whose plan was not revised during the run (it used "
-        f"76-100% of its budget), and whose cdcgan decayed over the second half of its run "
-        f"instead of the last fifth."
+        f" Rows of past studies: {PAST_STUDIES[2][0]} cdcgan's recipe then made two G forwards "
+        f"per iteration (fresh noise for G's step), about 0.7x the iterations per second of "
+        f"today's; {PAST_STUDIES[1][0]} the first pass besides planned once, without revising "
+        f"(it used 76-100% of its budget), and decayed over the second half of the run instead "
+        f"of the last fifth."
     )
-    order = sorted(rows, key=lambda r: (r["first_pass"], r["config"] != "cdcgan", r["config"],
+    order = sorted(rows, key=lambda r: (-r["study"], r["config"] != "cdcgan", r["config"],
                                         r["fraction"]))  # fmt: skip
     for r in order:
         if r["dataset"] != "mnist-sample" or r["seed"] != 1:
@@ -381,7 +386,7 @@ def plot(rows: list[dict], ref: dict, cpu: str) -> None:
             for p in ref["points"]
         ],  # fmt: skip
     }
-    for name in ("mlp-cgan-fixed", *FIRST_PASS_NAMES.values(), "cdcgan"):
+    for name in ("mlp-cgan-fixed", *PAST_RECIPES, "cdcgan"):
         by_fraction: dict[float, list[dict]] = {}
         for r in rows:
             if r["config"] == name and r["dataset"] == "mnist-sample":
@@ -401,10 +406,10 @@ def plot(rows: list[dict], ref: dict, cpu: str) -> None:
     for ax, index, key, label, value in panels:
         for name, points in curves.items():
             if points:
-                first = name in FIRST_PASS_NAMES.values()  # the first pass's recipe, dashed
+                past = name in PAST_RECIPES  # past recipes of cdcgan, dashed
                 ax.plot([p[0] for p in points], [value(p[index]) for p in points],
-                        "o--" if first else "o-", alpha=0.6 if first else 1.0,
-                        label=f"{name} (first pass)" if first else name)  # fmt: skip
+                        "o--" if past else "o-", alpha=0.6 if past else 1.0,
+                        label=f"{name} (past study)" if past else name)  # fmt: skip
         ax.scatter([r["fraction"] for r in others],
                    [value(r["scores"]["10000"][key]) for r in others],
                    marker="x", color="grey", label="cdcgan variations (S/4)")  # fmt: skip
@@ -458,7 +463,7 @@ def summary_table(rows: list[dict], refs: dict[str, dict], cpu: str) -> str:
         for fraction in sorted({r["fraction"] for r in rows if r["dataset"] == dataset
                                 and r["config"] == "cdcgan"}):  # fmt: skip
             runs = [r for r in rows if r["dataset"] == dataset and r["config"] == "cdcgan"
-                    and r["fraction"] == fraction and not r["first_pass"]]  # fmt: skip
+                    and r["fraction"] == fraction and not r["past"]]  # fmt: skip
             if len(runs) < 2:  # single-seed Pareto points stay in the full tables
                 continue
 

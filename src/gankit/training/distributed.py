@@ -228,6 +228,12 @@ def mean_across(values: torch.Tensor, world: World) -> torch.Tensor:
     return total / world.size
 
 
-def shutdown(world: World) -> None:
+def shutdown(world: World, finished: bool = False) -> None:
+    """Destroys the process group. `finished` (every rank got through the run): first wait
+    for all ranks, so that no rank tears its connections down while another still has gloo
+    work in flight. Not after an error: the ranks that did not fail would wait there until the
+    timeout."""
     if world.distributed and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()

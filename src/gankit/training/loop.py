@@ -166,12 +166,14 @@ def train(
     started = time.monotonic() if started is None else started
     folder = RunFolder(out)
     world = init_world(config.train.device)
+    finished = False
     try:
         config, state, dataset, device = start(config, folder, resume, overwrite, world)
         run_loop(config, state, dataset, device, folder, world, progress, started)
+        finished = True
     finally:
         folder.unlock()
-        shutdown(world)
+        shutdown(world, finished)
     if world.main:
         rows = folder.metrics()
         plot_metrics(rows, folder.path / "metrics.png")
