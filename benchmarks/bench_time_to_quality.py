@@ -23,6 +23,7 @@ and sample counts: training is deterministic, so only its times are that run's).
       [--presets cdcgan@budget:250:4000,mlp-cgan-fixed:500:12000]   # bars from the budget log
       [--presets seed-gan:1000:20000,dcgan:250:5000,wgan-gp:250:3000]
       [--existing seed-cgan=DIR]   # a finished run of the same command, instead of training
+      [--render]   # only rewrite the table from the saved JSON
 Writes benchmarks/results/bench_time_to_quality.{md,json}; runs go to benchmarks/_work/.
 """
 
@@ -166,7 +167,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--n", type=int, default=10_000, help="samples per evaluation")
+    parser.add_argument("--render", action="store_true", help="only rewrite the table from the "
+                        "saved results (bench_time_to_quality.json)")  # fmt: skip
     args = parser.parse_args()
+    if args.render:
+        write_tables(previous_tables())
+        return
     existing = dict(item.split("=", 1) for item in args.existing)
     specs = [spec.split(":") for spec in args.presets.split(",")]
     groups = {load_preset(base(preset)).conditional for preset, _, _ in specs}
@@ -208,8 +214,18 @@ def main() -> None:
     tables = previous_tables()  # the other group's table, when this call measured one group
     for c in groups:
         name = REFERENCES[c]
-        tables[name] = {"bar": bars[c], "setting": setting,
-                        "rows": [r for r in rows if r["reference"] == name]}  # fmt: skip
+        measured = [r for r in rows if r["reference"] == name]
+        earlier = tables.get(name, {})
+        if earlier.get("bar") == bars[c] and earlier.get("setting") == setting:
+            # the same bars and setting: keep the presets this call did not train
+            done = {r["preset"] for r in measured}
+            measured += [r for r in earlier["rows"] if r["preset"] not in done]
+        tables[name] = {"bar": bars[c], "setting": setting, "rows": measured}
+    write_tables(tables)
+
+
+def write_tables(tables: dict) -> None:
+    """The markdown of every reference's table, printed and saved with the JSON it came from."""
     text = "\n\n".join(
         table(tables[name]["rows"], tables[name]["bar"], tables[name]["setting"])
         for name in REFERENCES.values() if name in tables
@@ -259,7 +275,7 @@ def table(rows: list[dict], bar: dict, setting: str) -> str:
 
 def name_of(preset: str) -> str:
     name, _, variant = preset.partition("@")
-    return f"{name} (its budget rates, held)" if variant == "budget" else name
+    return f"{name} (its budget recipe, rate held)" if variant == "budget" else name
 
 
 def fraction(row: dict, reference: dict | None) -> str:

@@ -38,7 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_REFERENCE = ROOT / "benchmarks" / "ref_loop.py"
-SECTIONS = ("headline", "sweep", "public", "threads", "compile", "memory", "full")
+SECTIONS = ("headline", "sweep", "public", "reuse", "threads", "compile", "memory", "full")
 # The targets of the performance work, checked against the measurements.
 TARGET_SPEEDUP, TARGET_GEMM_SHARE, TARGET_FULL_S, TARGET_PEAK_MB = 1.3, 0.6, 540, 1536
 BATCH_OF = {"seed-gan": 32, "seed-cgan": 32, "dcgan": 64, "cdcgan": 64}
@@ -305,6 +305,26 @@ def public(args: argparse.Namespace) -> dict:
     return {"iterations": iterations, "repeats": args.sweep_repeats, "rows": rows}
 
 
+def reuse(args: argparse.Namespace) -> dict:
+    """cdcgan's in-loop time with two G forwards per iteration (the preset) and with one
+    (`train.reuse_fakes`, what `--budget` uses), alternated processes of --sweep-iterations * 3
+    iterations, median of --sweep-repeats; the speed-up is the median of the rounds' ratios."""
+    iterations = 3 * args.sweep_iterations
+    rows = []
+    for batch in (32, 64):
+        times: dict[bool, list[float]] = {False: [], True: []}
+        for _ in range(args.sweep_repeats):
+            for flag in (False, True):
+                result = gankit_run("cdcgan", batch, iterations, iterations // 6, "--set",
+                                    f"train.reuse_fakes={str(flag).lower()}")  # fmt: skip
+                times[flag].append(result["ms_loop"])
+        ratios = [a / b for a, b in zip(times[False], times[True], strict=True)]
+        rows.append({"batch": batch, "two": statistics.median(times[False]),
+                     "one": statistics.median(times[True]), "ratios": ratios})  # fmt: skip
+        print(f"reuse batch {batch} done", file=sys.stderr)
+    return {"iterations": iterations, "repeats": args.sweep_repeats, "rows": rows}
+
+
 def threads(args: argparse.Namespace) -> dict:
     rows = []
     for preset in ("seed-cgan", "cdcgan"):
@@ -416,6 +436,23 @@ def render(results: dict) -> str:
             "|---|---|---|",
         ]
         lines += [f"| {r['config']} | {r['batch']} | {r['ms_loop']:.2f} |" for r in p["rows"]]
+        lines.append("")
+    if u := results.get("reuse"):
+        lines += [
+            f"**One G forward per iteration** (`train.reuse_fakes`, which cdcgan uses under "
+            f"`--budget`: G's step backpropagates through the fakes D's step was given; cdcgan in "
+            f"the loop, {u['iterations']} iterations per process, median of {u['repeats']} "
+            f"alternated rounds):",
+            "",
+            "| batch | two G forwards ms/iter | one G forward ms/iter | speed-up (rounds) |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['batch']} | {r['two']:.1f} | {r['one']:.1f} | "
+            f"{statistics.median(r['ratios']):.2f}x ({', '.join(f'{x:.2f}' for x in r['ratios'])})"
+            f" |"
+            for r in u["rows"]
+        ]
         lines.append("")
     if t := results.get("threads"):
         lines += ["**Threads** (torch.set_num_threads; gankit keeps PyTorch's default, one per "

@@ -25,11 +25,13 @@ from gankit.training.step import StepOptions, discriminator_step, generator_step
 pytestmark = pytest.mark.slow
 
 
-def equivalence_config(tiny_npz):
-    """A dropout-free tiny CGAN with SyncBatchNorm, as the reference algorithm runs it."""
+def equivalence_config(tiny_npz, reuse_fakes=False):
+    """A dropout-free tiny CGAN with SyncBatchNorm, as the reference algorithm runs it (or, with
+    `reuse_fakes`, G's step through the fakes D was given, made in training mode)."""
     return tiny_config(tiny_npz, iterations=3).with_overrides(
-        {"model.d_dropout": [0.0, 0.0, 0.0], "train.sync_bn": True, "train.batch_size": 16}
-    )
+        {"model.d_dropout": [0.0, 0.0, 0.0], "train.sync_bn": True, "train.batch_size": 16,
+         "quirks.g_eval_for_fakes": not reuse_fakes, "train.reuse_fakes": reuse_fakes}
+    )  # fmt: skip
 
 
 def injected_batches(dataset, config, steps):
@@ -52,19 +54,30 @@ def run_steps(state, dataset, config, batches, rank, world_size):
     for idx, z, g_labels in batches:
         idx, z, g_labels = idx[part], z[part], g_labels[part]
         real, labels = dataset.images[idx], dataset.labels[idx]
-        fakes = make_fakes(state.generator_train, z, labels, True)
+        kept = None
+        if config.train.reuse_fakes:  # one G forward, through DDP, kept for G's step
+            kept = state.generator_train(z, labels)
+            fakes, g_labels = kept.detach(), labels
+        else:
+            fakes = make_fakes(state.generator_train, z, labels, True)
         discriminator_step(
             state.discriminator_train, state.opt_d, real, labels, fakes, labels, options
         )
         generator_step(
-            state.generator_train, state.discriminator, state.opt_g, z, g_labels, options
+            state.generator_train,
+            state.discriminator,
+            state.opt_g,
+            z,
+            g_labels,
+            options,
+            fakes=kept,
         )
 
 
-def _worker(rank, world_size, store, tiny_npz, out):
+def _worker(rank, world_size, store, tiny_npz, out, reuse_fakes):
     dist.init_process_group("gloo", init_method=store, rank=rank, world_size=world_size)
     torch.set_num_threads(1)
-    config = equivalence_config(tiny_npz)
+    config = equivalence_config(tiny_npz, reuse_fakes)
     dataset = load_dataset(str(tiny_npz))
     state = build_state(config, dataset, torch.device("cpu"), World(rank, world_size, rank))
     run_steps(state, dataset, config, injected_batches(dataset, config, 3), rank, world_size)
@@ -110,10 +123,14 @@ def test_ranks_draw_different_dropout_masks(tmp_path, tiny_npz):
         assert not torch.equal(a, b)  # same seed, same input: only the streams differ
 
 
-def test_two_processes_equal_one_with_the_global_batch(tmp_path, tiny_npz):
+@pytest.mark.parametrize("reuse_fakes", [False, True])
+def test_two_processes_equal_one_with_the_global_batch(tmp_path, tiny_npz, reuse_fakes):
     out = tmp_path / "ddp.pt"
-    mp.spawn(_worker, args=(2, rendezvous(tmp_path), tiny_npz, out), nprocs=2, join=True)
-    config = copy.deepcopy(equivalence_config(tiny_npz)).with_overrides({"train.sync_bn": False})
+    mp.spawn(_worker, args=(2, rendezvous(tmp_path), tiny_npz, out, reuse_fakes), nprocs=2,
+             join=True)  # fmt: skip
+    config = copy.deepcopy(equivalence_config(tiny_npz, reuse_fakes)).with_overrides(
+        {"train.sync_bn": False}
+    )
     dataset = load_dataset(str(tiny_npz))
     state = build_state(config, dataset, torch.device("cpu"))
     run_steps(state, dataset, config, injected_batches(dataset, config, 3), 0, 1)
