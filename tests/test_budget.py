@@ -134,6 +134,15 @@ def test_a_budget_with_iterations_or_too_small_is_refused(tmp_path, config_file,
     assert "budget.seconds" in capsys.readouterr().err
 
 
+def test_a_budget_choice_that_clashes_with_a_flag_names_the_way_out(tmp_path, capsys):
+    """cdcgan's budget recipe reuses D's fakes, which one D step per iteration allows."""
+    out = tmp_path / "r"
+    args = ["train", "--preset", "cdcgan", "--budget", "30", "--out", str(out), "--no-progress"]
+    assert main([*args, "--set", "train.d_steps=2"]) == 2
+    assert "set train.reuse_fakes = false" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_budget_values_in_a_config_file_are_checked(tmp_path, tiny_npz):
     config = tiny_config(tiny_npz)
     for key, value in (("budget.seconds", float("nan")), ("budget.it_per_s", -1.0),

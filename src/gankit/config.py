@@ -251,7 +251,8 @@ class RunConfig:
         if train.reuse_fakes and (train.d_steps != 1 or quirks.g_eval_for_fakes):
             raise ConfigError(
                 "train.reuse_fakes needs train.d_steps = 1 and quirks.g_eval_for_fakes = false "
-                f"(got d_steps = {train.d_steps}, g_eval_for_fakes = {quirks.g_eval_for_fakes})"
+                f"(got d_steps = {train.d_steps}, g_eval_for_fakes = {quirks.g_eval_for_fakes}); "
+                "set train.reuse_fakes = false to let G's step make fakes of its own"
             )
         if self.model.architecture != "mlp" and self.model.channels is None:
             raise ConfigError(
