@@ -1,11 +1,13 @@
 """Data-parallel training with torch.distributed (gloo, 2 CPU processes)."""
 
 import copy
+import datetime
 import json
 import os
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -18,6 +20,7 @@ from gankit.cli import main
 from gankit.data import load_dataset
 from gankit.models.dropout import Dropout
 from gankit.run import RunFolder
+from gankit.training import budget
 from gankit.training.distributed import World
 from gankit.training.state import build_state
 from gankit.training.step import StepOptions, discriminator_step, generator_step, make_fakes
@@ -104,6 +107,44 @@ def _dropout_worker(rank, world_size, store, tiny_npz, out):
     torch.save(masks, f"{out}.{rank}")
     dist.barrier()
     dist.destroy_process_group()
+
+
+def _measure_worker(rank, world_size, store, tiny_npz, out):
+    """The budget's speed measurement with a collective in every iteration (as DDP's backward
+    has), rank 1 on a clock running ten times fast."""
+    dist.init_process_group("gloo", init_method=store, rank=rank, world_size=world_size,
+                            timeout=datetime.timedelta(seconds=60))  # fmt: skip
+    torch.set_num_threads(1)
+    config = tiny_config(tiny_npz).with_overrides({"budget.seconds": 40.0})  # measures 1 s
+    world = World(rank, world_size, rank)
+    state = build_state(config, load_dataset(str(tiny_npz)), torch.device("cpu"), world)
+    calls = []
+
+    def iterate():
+        calls.append(1)
+        dist.all_reduce(torch.ones(1))
+
+    if rank == 1:  # alone, this rank's clock would end its measurement long before rank 0's
+        real = time.perf_counter
+        budget.time = SimpleNamespace(perf_counter=lambda: 10 * real(), monotonic=time.monotonic)
+    figures = budget.measure(state, config, iterate, lambda path: None, None,
+                             torch.device("cpu"), world)  # fmt: skip
+    torch.save({"calls": len(calls), "it_per_s": figures["it_per_s"]}, f"{out}.{rank}")
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def test_every_rank_times_the_same_iterations_for_a_budget(tmp_path, tiny_npz):
+    """A rank that stopped measuring on its own clock would meet another collective than its
+    peer (gloo: "Received data size doesn't match expected size", or a hang)."""
+    out = tmp_path / "measured"
+    mp.spawn(_measure_worker, args=(2, rendezvous(tmp_path), tiny_npz, str(out)), nprocs=2,
+             join=True)  # fmt: skip
+    rank0, rank1 = (torch.load(f"{out}.{r}", weights_only=True) for r in range(2))
+    assert (
+        rank0["calls"] == rank1["calls"] > budget.WARMUP_ITERATIONS + budget.MEASURE_ITERATIONS[0]
+    )
+    assert rank0["it_per_s"] == rank1["it_per_s"]  # rank 0's figures on every rank
 
 
 def rendezvous(tmp_path):

@@ -153,13 +153,20 @@ def measure(
     synchronize(device)
     seconds = measure_seconds(config.budget.seconds)
     count, start = 0, time.perf_counter()
-    while count < MEASURE_ITERATIONS[1] and (
-        count < MEASURE_ITERATIONS[0] or time.perf_counter() - start < seconds
-    ):
+    while True:
         iterate()
         count += 1
         if count % 5 == 0:
             synchronize(device)
+        if count >= MEASURE_ITERATIONS[1]:
+            break
+        if count < MEASURE_ITERATIONS[0] or (world.distributed and count % 5):
+            continue
+        # rank 0's clock decides for every rank (every fifth iteration under DDP): a rank that
+        # stopped on its own clock one iteration before another would leave that one waiting
+        # in DDP's all-reduce while it broadcasts, and gloo would pair mismatched collectives
+        if not broadcast_object(time.perf_counter() - start < seconds, world):
+            break
     synchronize(device)
     figures = {"it_per_s": count / (time.perf_counter() - start)}
     if world.main:
