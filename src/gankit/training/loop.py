@@ -413,9 +413,8 @@ def train_iteration(
             state.discriminator_train, state.opt_d, real, real_labels, fakes, fake_labels,
             options, rng,
         )  # fmt: skip
-    if kept is not None:
-        g_labels = fake_labels
-    else:
+    g_labels = fake_labels  # reused fakes: G's step keeps their noise and labels
+    if kept is None:
         if not quirks.reuse_noise:
             z = torch.randn(batch, latent, device=device, generator=rng)
         g_labels = (
