@@ -21,45 +21,79 @@ from pathlib import Path
 
 import torch
 
-from gankit.metrics.evaluate import Evaluator
-from gankit.sampling import load_generator, sample_balanced
+from gankit.loading import load_generator
+from gankit.metrics.suite import Evaluator
+from gankit.sampling import sample_balanced
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 WORK = ROOT / "benchmarks" / "_work"
 QUIRKS_OFF = {
-    "quirks.separate_d_steps": False, "quirks.g_eval_for_fakes": False,
-    "quirks.reuse_noise": False, "quirks.real_labels_for_fakes": False,
-}  # fmt: skip
+    "quirks.separate_d_steps": False,
+    "quirks.g_eval_for_fakes": False,
+    "quirks.reuse_noise": False,
+    "quirks.real_labels_for_fakes": False,
+}
 # name -> (preset, overrides, what it tests)
 CONFIGS = {
     "seed-cgan": ("seed-cgan", {}, "the reference: MLP, multiply, Keras quirks"),
     "mlp-multiply-noquirks": ("seed-cgan", QUIRKS_OFF, "reference with its 4 quirks off"),
     # the reference with one quirk switched off at a time
-    "mlp-quirk-torch-init": ("seed-cgan", {"model.init": "torch"},
-                             "reference, PyTorch's default init instead of Keras'"),
-    "mlp-quirk-g-train-fakes": ("seed-cgan", {"quirks.g_eval_for_fakes": False},
-                                "reference, G in training mode for D's fakes"),
-    "mlp-multiply-fresh-noise": ("seed-cgan", {"quirks.reuse_noise": False},
-                                 "reference, fresh noise in G's step"),
-    "mlp-quirk-random-fake-labels": ("seed-cgan", {"quirks.real_labels_for_fakes": False},
-                                     "reference, random labels for D's fakes"),
-    "mlp-quirk-one-d-step": ("seed-cgan", {"quirks.separate_d_steps": False},
-                             "reference, one D step on real + fake"),
-    "mlp-concat": ("seed-cgan", {**QUIRKS_OFF, "model.conditioning": "concat"},
-                   "one-hot concat (the CGAN paper)"),
-    "mlp-projection": ("seed-cgan", {**QUIRKS_OFF, "model.conditioning": "projection"},
-                       "projection D + conditional BatchNorm G"),
+    "mlp-quirk-torch-init": (
+        "seed-cgan",
+        {"model.init": "torch"},
+        "reference, PyTorch's default init instead of Keras'",
+    ),
+    "mlp-quirk-g-train-fakes": (
+        "seed-cgan",
+        {"quirks.g_eval_for_fakes": False},
+        "reference, G in training mode for D's fakes",
+    ),
+    "mlp-multiply-fresh-noise": (
+        "seed-cgan",
+        {"quirks.reuse_noise": False},
+        "reference, fresh noise in G's step",
+    ),
+    "mlp-quirk-random-fake-labels": (
+        "seed-cgan",
+        {"quirks.real_labels_for_fakes": False},
+        "reference, random labels for D's fakes",
+    ),
+    "mlp-quirk-one-d-step": (
+        "seed-cgan",
+        {"quirks.separate_d_steps": False},
+        "reference, one D step on real + fake",
+    ),
+    "mlp-concat": (
+        "seed-cgan",
+        {**QUIRKS_OFF, "model.conditioning": "concat"},
+        "one-hot concat (the CGAN paper)",
+    ),
+    "mlp-projection": (
+        "seed-cgan",
+        {**QUIRKS_OFF, "model.conditioning": "projection"},
+        "projection D + conditional BatchNorm G",
+    ),
     "mlp-acgan": ("seed-cgan", {**QUIRKS_OFF, "model.conditioning": "acgan"}, "ACGAN head"),
     "mlp-cgan-fixed": ("mlp-cgan-fixed", {}, "concat, quirks off, EMA"),
     "cdcgan": ("cdcgan", {}, "the preset: conv, projection, SN, hinge, EMA"),
     "cdcgan-diffaugment": ("cdcgan", {"train.diffaugment": True}, "cdcgan with DiffAugment"),
-    "cdcgan-concat-bce": ("cdcgan", {"model.conditioning": "concat", "model.spectral_norm": False,
-                                     "train.loss": "nonsaturating", "train.diffaugment": True},
-                          "conv, concat, BCE, EMA, DiffAugment"),
-    "cdcgan-acgan": ("cdcgan", {"model.conditioning": "acgan", "train.diffaugment": True},
-                     "conv, ACGAN head, SN, hinge, EMA, DiffAugment"),
-}  # fmt: skip
+    "cdcgan-concat-bce": (
+        "cdcgan",
+        {
+            "model.conditioning": "concat",
+            "model.spectral_norm": False,
+            "train.loss": "nonsaturating",
+            "train.diffaugment": True,
+        },
+        "conv, concat, BCE, EMA, DiffAugment",
+    ),
+    "cdcgan-acgan": (
+        "cdcgan",
+        {"model.conditioning": "acgan", "train.diffaugment": True},
+        "conv, ACGAN head, SN, hinge, EMA, DiffAugment",
+    ),
+}
 COLUMNS = ("fid", "kid", "precision", "recall", "coverage", "classes_covered", "cond_acc")
 
 
@@ -67,11 +101,31 @@ def command(name: str, dataset: str, seed: int, budget: float) -> tuple[list[str
     preset, overrides, _ = CONFIGS[name]
     out = WORK / "ablation" / f"{name}-{dataset}-s{seed}"
     argv = [
-        sys.executable, "-m", "gankit", "train", "--preset", preset, "--dataset", dataset,
-        "--out", str(out), "--overwrite", "--no-progress", "--seed", str(seed), "--threads", "1",
-        "--time-limit", str(budget), "--iterations", "1000000", "--checkpoint-every", "100000",
-        "--sample-every", "1000",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "gankit",
+        "train",
+        "--preset",
+        preset,
+        "--dataset",
+        dataset,
+        "--out",
+        str(out),
+        "--overwrite",
+        "--no-progress",
+        "--seed",
+        str(seed),
+        "--threads",
+        "1",
+        "--time-limit",
+        str(budget),
+        "--iterations",
+        "1000000",
+        "--checkpoint-every",
+        "100000",
+        "--sample-every",
+        "1000",
+    ]
     for key, value in overrides.items():
         argv += ["--set", f"{key}={json.dumps(value)}"]
     return argv, out
@@ -103,9 +157,18 @@ def evaluate(jobs: list[tuple[str, int]], dataset: str, budget: float, n: int) -
         result = evaluator(images, labels)
         metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
         wall = max(r.get("elapsed_s", 0) for r in metrics)
-        rows.append({"config": name, "dataset": dataset, "seed": seed, "budget_s": budget,
-                     "iterations": loaded.step, "wall_s": wall, "what": CONFIGS[name][2],
-                     **{k: result[k] for k in COLUMNS}})  # fmt: skip
+        rows.append(
+            {
+                "config": name,
+                "dataset": dataset,
+                "seed": seed,
+                "budget_s": budget,
+                "iterations": loaded.step,
+                "wall_s": wall,
+                "what": CONFIGS[name][2],
+                **{k: result[k] for k in COLUMNS},
+            }
+        )
         print(f"{name} seed {seed}: {loaded.step} its, FID {result['fid']:.2f}", file=sys.stderr)
     return rows
 

@@ -55,8 +55,17 @@ PAST_STUDIES = {  # study: (mark, names of its recipes)
 }
 SAMPLES = (5_000, 10_000)  # targets, Pareto
 TARGET_FRACTIONS = (0.25, 1.2)  # the budgets the issue's targets name (3 seeds each)
-KEPT = ("fid", "kid", "is", "precision", "recall", "coverage", "classes_covered", "cond_acc",
-        "copy_rate")  # fmt: skip
+KEPT = (
+    "fid",
+    "kid",
+    "is",
+    "precision",
+    "recall",
+    "coverage",
+    "classes_covered",
+    "cond_acc",
+    "copy_rate",
+)
 
 # The Pareto study's configurations: the conditional presets as `--budget` runs them (cdcgan
 # with its [on_budget] choices: Adam at 1e-3, linear decay over the last fifth), and
@@ -134,8 +143,18 @@ def score(
     scores = {}
     for n in sizes:
         out = run / f"samples_{n}.npz"
-        gankit("sample", str(run), "--n", str(n), "--labels", "balanced", "--out", str(out),
-               "--checkpoint", checkpoint)  # fmt: skip
+        gankit(
+            "sample",
+            str(run),
+            "--n",
+            str(n),
+            "--labels",
+            "balanced",
+            "--out",
+            str(out),
+            "--checkpoint",
+            checkpoint,
+        )
         result = json.loads(gankit("evaluate", str(out), "--dataset", dataset, "--json"))
         scores[str(n)] = {key: result.get(key) for key in KEPT}
         out.unlink()
@@ -146,43 +165,85 @@ def reference(dataset: str, cpu: str, keep: bool) -> dict:
     """seed-cgan's 20,000 iterations (seed 1), timed as one command, and its checkpoints
     scored (on mnist-sample all of them, for the curve; elsewhere the last); run once per CPU
     and dataset."""
-    done = [r for r in load_log() if r["kind"] == "reference" and r["dataset"] == dataset
-            and r["cpu"] == cpu]  # fmt: skip
+    done = [
+        r
+        for r in load_log()
+        if r["kind"] == "reference" and r["dataset"] == dataset and r["cpu"] == cpu
+    ]
     if done:
         return done[-1]
     run = WORK / f"reference-{dataset}"
     start = time.monotonic()
-    gankit("train", "--preset", "seed-cgan", "--dataset", dataset, "--seed", "1", "--out",
-           str(run), "--overwrite", "--no-progress", "--checkpoint-every", str(REFERENCE_EVERY),
-           "--set", "schedule.keep_checkpoints=100")  # fmt: skip
+    gankit(
+        "train",
+        "--preset",
+        "seed-cgan",
+        "--dataset",
+        dataset,
+        "--seed",
+        "1",
+        "--out",
+        str(run),
+        "--overwrite",
+        "--no-progress",
+        "--checkpoint-every",
+        str(REFERENCE_EVERY),
+        "--set",
+        "schedule.keep_checkpoints=100",
+    )
     wall = time.monotonic() - start
-    elapsed = {r["step"]: r["elapsed_s"] for r in map(json.loads, (run / "metrics.jsonl")
-               .read_text().splitlines()) if "elapsed_s" in r}  # fmt: skip
+    elapsed = {
+        r["step"]: r["elapsed_s"]
+        for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+        if "elapsed_s" in r
+    }
     points = []
     checkpoints = sorted((run / "checkpoints").glob("step_*.pt"))
     if dataset != "mnist-sample":  # the curve is plotted for mnist-sample; elsewhere, the bars
         checkpoints = checkpoints[-1:]
     for path in checkpoints:
         step = int(path.stem.split("_")[1])
-        points.append({"step": step, "elapsed_s": elapsed[step], "scores": score(run, dataset,
-                       str(path))})  # fmt: skip
-        print(f"seed-cgan {dataset} step {step}: FID {points[-1]['scores']['10000']['fid']:.2f}",
-              file=sys.stderr)  # fmt: skip
-    row = {"kind": "reference", "dataset": dataset, "cpu": cpu, "S": round(wall, 1),
-           "points": points}  # fmt: skip
+        points.append(
+            {"step": step, "elapsed_s": elapsed[step], "scores": score(run, dataset, str(path))}
+        )
+        print(
+            f"seed-cgan {dataset} step {step}: FID {points[-1]['scores']['10000']['fid']:.2f}",
+            file=sys.stderr,
+        )
+    row = {
+        "kind": "reference",
+        "dataset": dataset,
+        "cpu": cpu,
+        "S": round(wall, 1),
+        "points": points,
+    }
     append(row)
     if not keep:
         shutil.rmtree(run)
     return row
 
 
-def budget_job(dataset: str, name: str, fraction: float, seed: int, S: float, cpu: str,
-               keep: bool) -> None:  # fmt: skip
+def budget_job(
+    dataset: str, name: str, fraction: float, seed: int, S: float, cpu: str, keep: bool
+) -> None:
     preset, sets = CONFIGS[name]
     budget = round(fraction * S, 1)
     run = WORK / f"{name.replace(' ', '_').replace('/', '-')}-{dataset}-{fraction}-s{seed}"
-    args = ["train", "--preset", preset, "--dataset", dataset, "--budget", str(budget),
-            "--seed", str(seed), "--out", str(run), "--overwrite", "--no-progress"]  # fmt: skip
+    args = [
+        "train",
+        "--preset",
+        preset,
+        "--dataset",
+        dataset,
+        "--budget",
+        str(budget),
+        "--seed",
+        str(seed),
+        "--out",
+        str(run),
+        "--overwrite",
+        "--no-progress",
+    ]
     for item in sets:
         args += ["--set", item]
     start = time.monotonic()
@@ -193,16 +254,32 @@ def budget_job(dataset: str, name: str, fraction: float, seed: int, S: float, cp
     config = json.loads((run / "config.json").read_text())
     steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
     plan = config["budget"]
-    row = {"kind": "budget", "study": STUDY, "dataset": dataset, "cpu": cpu, "config": name,
-           "fraction": fraction, "seed": seed, "budget_s": budget, "wall_s": round(wall, 1),
-           "first_planned": plan.get("planned_iterations"), "revised_at": plan.get("revised_at"),
-           "planned": config["train"]["iterations"], "iterations": max(steps),
-           "it_per_s": plan["it_per_s"], "sustained_it_per_s": plan.get("revised_it_per_s"),
-           "optim": config["optim"], "scores": score(run, dataset, sizes=sizes)}  # fmt: skip
+    row = {
+        "kind": "budget",
+        "study": STUDY,
+        "dataset": dataset,
+        "cpu": cpu,
+        "config": name,
+        "fraction": fraction,
+        "seed": seed,
+        "budget_s": budget,
+        "wall_s": round(wall, 1),
+        "first_planned": plan.get("planned_iterations"),
+        "revised_at": plan.get("revised_at"),
+        "planned": config["train"]["iterations"],
+        "iterations": max(steps),
+        "it_per_s": plan["it_per_s"],
+        "sustained_it_per_s": plan.get("revised_it_per_s"),
+        "optim": config["optim"],
+        "scores": score(run, dataset, sizes=sizes),
+    }
     append(row)
     fid = row["scores"]["10000"]["fid"]
-    print(f"{name} {dataset} {fraction} S seed {seed}: {row['iterations']} it in {wall:.0f} s "
-          f"of {budget:.0f}, FID {fid:.2f}", file=sys.stderr)  # fmt: skip
+    print(
+        f"{name} {dataset} {fraction} S seed {seed}: {row['iterations']} it in {wall:.0f} s "
+        f"of {budget:.0f}, FID {fid:.2f}",
+        file=sys.stderr,
+    )
     if not keep:
         shutil.rmtree(run)
 
@@ -223,9 +300,14 @@ def parse_jobs(text: str) -> list[tuple[str, float, tuple[int, ...]]]:
 def run_jobs(dataset: str, text: str, keep: bool) -> None:
     cpu = cpu_name()
     ref = reference(dataset, cpu, keep)
-    done = {(r["config"], r["fraction"], r["seed"]) for r in load_log()
-            if r["kind"] == "budget" and r["dataset"] == dataset and r["cpu"] == cpu
-            and r.get("study", 1) == STUDY}  # fmt: skip
+    done = {
+        (r["config"], r["fraction"], r["seed"])
+        for r in load_log()
+        if r["kind"] == "budget"
+        and r["dataset"] == dataset
+        and r["cpu"] == cpu
+        and r.get("study", 1) == STUDY
+    }
     for name, fraction, seeds in parse_jobs(text):
         if name == "seed-cgan":
             continue  # its curve is the reference run's checkpoints
@@ -349,8 +431,10 @@ def pareto_table(rows: list[dict], ref: dict, cpu: str) -> str:
     ran = {r["config"] for r in rows if r["dataset"] == "mnist-sample" and not r["past"]}
     missing = [name for name in CONFIGS if name not in ran and name != "seed-cgan"]
     if missing:
-        lines[0] += (f" Defined in the study but not run with its current recipe on this CPU: "
-                     f"{', '.join(missing)}.")  # fmt: skip
+        lines[0] += (
+            f" Defined in the study but not run with its current recipe on this CPU: "
+            f"{', '.join(missing)}."
+        )
     lines[0] += (
         f" Rows of past studies: {PAST_STUDIES[2][0]} cdcgan's recipe then made two G forwards "
         f"per iteration (fresh noise for G's step), about 0.9x the iterations per second of "
@@ -358,8 +442,10 @@ def pareto_table(rows: list[dict], ref: dict, cpu: str) -> str:
         f"(it used 76-100% of its budget), and decayed over the second half of the run instead "
         f"of the last fifth."
     )
-    order = sorted(rows, key=lambda r: (-r["study"], r["config"] != "cdcgan", r["config"],
-                                        r["fraction"], r["seed"]))  # fmt: skip
+    order = sorted(
+        rows,
+        key=lambda r: (-r["study"], r["config"] != "cdcgan", r["config"], r["fraction"], r["seed"]),
+    )
     for r in order:
         # the cdcgan recipes' other seeds are in the targets table
         if r["dataset"] != "mnist-sample" or (r["seed"] != 1 and r["config"] in CURVES):
@@ -388,7 +474,7 @@ def plot(rows: list[dict], ref: dict, cpu: str) -> None:
         "seed-cgan": [
             (p["elapsed_s"] / S, p["scores"]["10000"]["fid"], p["scores"]["10000"]["cond_acc"])
             for p in ref["points"]
-        ],  # fmt: skip
+        ],
     }
     for name in CURVES:
         by_fraction: dict[float, list[dict]] = {}
@@ -396,29 +482,46 @@ def plot(rows: list[dict], ref: dict, cpu: str) -> None:
             if r["config"] == name and r["dataset"] == "mnist-sample":
                 by_fraction.setdefault(r["fraction"], []).append(r["scores"]["10000"])
         curves[name] = [
-            (f, statistics.median(s["fid"] for s in scored),
-             statistics.median(s["cond_acc"] for s in scored))
+            (
+                f,
+                statistics.median(s["fid"] for s in scored),
+                statistics.median(s["cond_acc"] for s in scored),
+            )
             for f, scored in sorted(by_fraction.items())
-        ]  # fmt: skip
+        ]
     others = [r for r in rows if r["dataset"] == "mnist-sample" and r["config"] not in curves]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.3))
     # both panels lower-is-better on log axes: FID, and the share of samples the judge reads as
     # another class (1 - conditional accuracy), where 0.01 against 0.02 is visible
-    panels = ((axes[0], 1, "fid", "FID (domain features, lower is better)", lambda v: v),
-              (axes[1], 2, "cond_acc", "misread samples: 1 - conditional accuracy",
-               lambda v: 1 - v))  # fmt: skip
+    panels = (
+        (axes[0], 1, "fid", "FID (domain features, lower is better)", lambda v: v),
+        (axes[1], 2, "cond_acc", "misread samples: 1 - conditional accuracy", lambda v: 1 - v),
+    )
     for ax, index, key, label, value in panels:
         for name, points in curves.items():
             if points:
                 past = name in PAST_RECIPES  # past recipes of cdcgan, dashed
-                ax.plot([p[0] for p in points], [value(p[index]) for p in points],
-                        "o--" if past else "o-", alpha=0.6 if past else 1.0,
-                        label=f"{name} (past study)" if past else name)  # fmt: skip
-        ax.scatter([r["fraction"] for r in others],
-                   [value(r["scores"]["10000"][key]) for r in others],
-                   marker="x", color="grey", label="cdcgan variations (S/4)")  # fmt: skip
-        ax.axhline(value(bar[key]), color="black", linestyle="--", linewidth=1,
-                   label="seed-cgan at 20k iterations")  # fmt: skip
+                ax.plot(
+                    [p[0] for p in points],
+                    [value(p[index]) for p in points],
+                    "o--" if past else "o-",
+                    alpha=0.6 if past else 1.0,
+                    label=f"{name} (past study)" if past else name,
+                )
+        ax.scatter(
+            [r["fraction"] for r in others],
+            [value(r["scores"]["10000"][key]) for r in others],
+            marker="x",
+            color="grey",
+            label="cdcgan variations (S/4)",
+        )
+        ax.axhline(
+            value(bar[key]),
+            color="black",
+            linestyle="--",
+            linewidth=1,
+            label="seed-cgan at 20k iterations",
+        )
         for f in (0.125, 0.25, 0.5, 1.0):
             ax.axvline(f, color="lightgrey", linewidth=0.8, zorder=0)
         ax.set_xscale("log", base=2)
@@ -464,10 +567,17 @@ def summary_table(rows: list[dict], refs: dict[str, dict], cpu: str) -> str:
             f"| {bar['fid']:.3g} | {bar['cond_acc']:.3f} | {bar['recall']:.3f} | "
             f"{bar['copy_rate']:.3f} |"
         )
-        for fraction in sorted({r["fraction"] for r in rows if r["dataset"] == dataset
-                                and r["config"] == "cdcgan"}):  # fmt: skip
-            runs = [r for r in rows if r["dataset"] == dataset and r["config"] == "cdcgan"
-                    and r["fraction"] == fraction and not r["past"]]  # fmt: skip
+        for fraction in sorted(
+            {r["fraction"] for r in rows if r["dataset"] == dataset and r["config"] == "cdcgan"}
+        ):
+            runs = [
+                r
+                for r in rows
+                if r["dataset"] == dataset
+                and r["config"] == "cdcgan"
+                and r["fraction"] == fraction
+                and not r["past"]
+            ]
             if len(runs) < 2:  # single-seed Pareto points stay in the full tables
                 continue
 
@@ -505,8 +615,9 @@ def report() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", help=f"a study ({', '.join(STUDIES)}) or "
-                        "NAME@FRACTION:SEEDS joined by +")  # fmt: skip
+    parser.add_argument(
+        "--jobs", help=f"a study ({', '.join(STUDIES)}) or NAME@FRACTION:SEEDS joined by +"
+    )
     parser.add_argument("--dataset", default="mnist-sample")
     parser.add_argument("--report", action="store_true", help="write the tables and the plot")
     parser.add_argument("--keep", action="store_true", help="keep the run folders")

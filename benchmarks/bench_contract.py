@@ -43,16 +43,34 @@ def reference_fid(dataset: str, step: int) -> float:
 
 def check(dataset: str, seed: int, limit: int, n: int) -> dict:
     run = WORK / f"cdcgan-{dataset}-t{limit}-s{seed}"
-    gankit("train", "--preset", "cdcgan", "--dataset", dataset, "--time-limit", str(limit),
-           "--seed", str(seed), "--out", str(run), "--overwrite", "--no-progress")  # fmt: skip
+    gankit(
+        "train",
+        "--preset",
+        "cdcgan",
+        "--dataset",
+        dataset,
+        "--time-limit",
+        str(limit),
+        "--seed",
+        str(seed),
+        "--out",
+        str(run),
+        "--overwrite",
+        "--no-progress",
+    )
     gankit("sample", str(run), "--n", str(n), "--labels", "balanced")
     result = json.loads(
         gankit("evaluate", str(run / "samples.npz"), "--dataset", dataset, "--json")
     )
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     timed = [r for r in rows if "elapsed_s" in r]
-    return {"seed": seed, "time_limit": limit, "iterations": timed[-1]["step"],
-            "train_s": timed[-1]["elapsed_s"], **result}  # fmt: skip
+    return {
+        "seed": seed,
+        "time_limit": limit,
+        "iterations": timed[-1]["step"],
+        "train_s": timed[-1]["elapsed_s"],
+        **result,
+    }
 
 
 def main() -> None:
@@ -88,8 +106,12 @@ def write(rows: list[dict], args: argparse.Namespace, checked: int) -> None:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        met = (r["fid"] <= bar and r["cond_acc"] >= 0.97 and r["recall"] >= 0.5
-               and r["classes_covered"] == 10)  # fmt: skip
+        met = (
+            r["fid"] <= bar
+            and r["cond_acc"] >= 0.97
+            and r["recall"] >= 0.5
+            and r["classes_covered"] == 10
+        )
         verdict = ("yes" if met else "no") if r["time_limit"] == checked else "-"
         lines.append(
             f"| {r['time_limit']} | {r['seed']} | {r['iterations']} | {r['train_s']:.0f} | "

@@ -24,12 +24,33 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def rate(nproc: int, batch: int, iterations: int, out: Path) -> float:
     command = [
-        sys.executable, "-m", "gankit", "train", "--preset", "seed-cgan", "--out", str(out),
-        "--overwrite", "--no-progress", "--seed", "0", "--batch-size", str(batch),
-        "--iterations", str(iterations), "--log-every", str(iterations // 4),
-        "--sample-every", str(10 * iterations), "--checkpoint-every", str(10 * iterations),
-        "--threads", "1", "--nproc", str(nproc),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "gankit",
+        "train",
+        "--preset",
+        "seed-cgan",
+        "--out",
+        str(out),
+        "--overwrite",
+        "--no-progress",
+        "--seed",
+        "0",
+        "--batch-size",
+        str(batch),
+        "--iterations",
+        str(iterations),
+        "--log-every",
+        str(iterations // 4),
+        "--sample-every",
+        str(10 * iterations),
+        "--checkpoint-every",
+        str(10 * iterations),
+        "--threads",
+        "1",
+        "--nproc",
+        str(nproc),
+    ]
     subprocess.run(command, check=True, capture_output=True)
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     return statistics.median(r["it_per_s"] for r in rows[1:])  # the first window warms up

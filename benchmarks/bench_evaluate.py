@@ -21,8 +21,8 @@ import torch
 
 from gankit.config import load_preset
 from gankit.metrics import distances
-from gankit.metrics.evaluate import Evaluator
 from gankit.metrics.features import extract
+from gankit.metrics.suite import Evaluator
 from gankit.models import build_models
 from gankit.sampling import sample_balanced
 
@@ -51,9 +51,13 @@ def main() -> None:
         t_kid, _ = timed(distances.kernel_distance, evaluator.reference.subset, features)
         subset = features[:5000]
         t_prdc, _ = timed(distances.precision_recall, evaluator.reference.subset, subset)
-        for key, value in (("generate", t_sample), ("evaluate (all metrics)", t_total),
-                           ("  of which features", t_feat), ("  of which KID", t_kid),
-                           ("  of which precision/recall", t_prdc)):  # fmt: skip
+        for key, value in (
+            ("generate", t_sample),
+            ("evaluate (all metrics)", t_total),
+            ("  of which features", t_feat),
+            ("  of which KID", t_kid),
+            ("  of which precision/recall", t_prdc),
+        ):
             parts.setdefault(key, []).append(value)
     medians = {k: statistics.median(v) for k, v in parts.items()}
     total = medians["generate"] + medians["evaluate (all metrics)"]

@@ -31,9 +31,11 @@ from torch.nn import functional as F
 
 from bench_time_to_quality import final_bar, first_reaching, table, train
 from gankit.config import load_preset
-from gankit.metrics.evaluate import Evaluator
+from gankit.images import to_uint8
+from gankit.loading import load_generator
+from gankit.metrics.suite import Evaluator
 from gankit.models import build_models
-from gankit.sampling import load_generator, sample_balanced, to_uint8
+from gankit.sampling import sample_balanced
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -44,10 +46,23 @@ def full_run(seed: int, device: str) -> dict:
     """seed-cgan as a user runs it on the GPU, timed from outside and from inside."""
     out = WORK / "seed-cgan-full"
     command = [
-        sys.executable, "-m", "gankit", "train", "--preset", "seed-cgan", "--dataset",
-        "mnist-sample", "--device", device, "--out", str(out), "--overwrite", "--no-progress",
-        "--seed", str(seed),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "gankit",
+        "train",
+        "--preset",
+        "seed-cgan",
+        "--dataset",
+        "mnist-sample",
+        "--device",
+        device,
+        "--out",
+        str(out),
+        "--overwrite",
+        "--no-progress",
+        "--seed",
+        str(seed),
+    ]
     start = time.perf_counter()
     subprocess.run(command, check=True)
     process_s = time.perf_counter() - start
@@ -174,7 +189,7 @@ def write(result: dict, args: argparse.Namespace) -> None:
         "",
         "| cdcgan D+G step, batch 64 | ms per step | against fp32 contiguous |",
         "|---|---|---|",
-    ]  # fmt: skip
+    ]
     for name, seconds in result["cdcgan_step_s"].items():
         lines.append(f"| {name} | {seconds * 1e3:.3f} | {base / seconds:.2f}x |")
     for note in result.get("notes", []):

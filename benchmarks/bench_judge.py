@@ -113,8 +113,10 @@ def robustness_table(results: dict) -> list[str]:
 def calibration_section() -> list[dict]:
     rows = calibration()
     keys = ("fid", "kid", "recall", "precision", "cond_acc", "is", "copy_rate")
-    return [{"disturbance": r.disturbance, "strength": r.strength,
-             **{k: r.figures[k] for k in keys}} for r in rows]  # fmt: skip
+    return [
+        {"disturbance": r.disturbance, "strength": r.strength, **{k: r.figures[k] for k in keys}}
+        for r in rows
+    ]
 
 
 def calibration_table(rows: list[dict]) -> list[str]:
@@ -142,8 +144,9 @@ def old_weights(rev: str) -> DomainClassifier:
     """The mnist-sample classifier of git revision `rev`, loaded as gankit loads any weights."""
     raw = subprocess.run(
         ["git", "-C", str(ROOT), "show", f"{rev}:src/gankit/weights/mnist-sample.pt"],
-        check=True, capture_output=True,
-    ).stdout  # fmt: skip
+        check=True,
+        capture_output=True,
+    ).stdout
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "old.pt"
         path.write_bytes(raw)

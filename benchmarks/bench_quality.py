@@ -19,8 +19,9 @@ from pathlib import Path
 
 import torch
 
-from gankit.metrics.evaluate import Evaluator, real_floor_images
-from gankit.sampling import load_generator, sample_balanced
+from gankit.loading import load_generator
+from gankit.metrics.suite import Evaluator, real_floor_images
+from gankit.sampling import sample_balanced
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -32,10 +33,27 @@ COLUMNS = ("fid", "kid", "is", "precision", "recall", "coverage", "classes_cover
 def train_command(preset: str, dataset: str, seed: int) -> list[str]:
     out = WORK / f"{preset}-{dataset}-s{seed}"
     return [
-        sys.executable, "-m", "gankit", "train", "--preset", preset, "--dataset", dataset,
-        "--out", str(out), "--overwrite", "--no-progress", "--seed", str(seed), "--threads", "1",
-        "--checkpoint-every", "1000", "--set", "schedule.keep_checkpoints=25",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "gankit",
+        "train",
+        "--preset",
+        preset,
+        "--dataset",
+        dataset,
+        "--out",
+        str(out),
+        "--overwrite",
+        "--no-progress",
+        "--seed",
+        str(seed),
+        "--threads",
+        "1",
+        "--checkpoint-every",
+        "1000",
+        "--set",
+        "schedule.keep_checkpoints=25",
+    ]
 
 
 def train_all(jobs: list[tuple[str, str]], seed: int, parallel: int) -> None:
@@ -70,8 +88,15 @@ def evaluate_all(jobs: list[tuple[str, str]], seed: int, n: int) -> list[dict]:
                 loaded = load_generator(run, str(run / "checkpoints" / f"step_{step:07d}.pt"))
                 images, labels = sample_balanced(loaded.model, n, seed=0)
                 result = evaluator(images, labels)
-                rows.append({"dataset": dataset, "preset": preset, "step": step,
-                             "wall_s": elapsed_at(run, step), **result})  # fmt: skip
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "preset": preset,
+                        "step": step,
+                        "wall_s": elapsed_at(run, step),
+                        **result,
+                    }
+                )
                 print(f"{dataset} {preset} {step}: FID {result['fid']:.2f}", file=sys.stderr)
     return rows
 

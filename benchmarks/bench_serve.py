@@ -47,9 +47,25 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
-        subprocess.run([sys.executable, "-m", "gankit", "train", "--preset", "seed-cgan",
-                        "--out", str(run), "--iterations", "50", "--seed", "0", "--no-progress"],
-                       check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "gankit",
+                "train",
+                "--preset",
+                "seed-cgan",
+                "--out",
+                str(run),
+                "--iterations",
+                "50",
+                "--seed",
+                "0",
+                "--no-progress",
+            ],
+            check=True,
+            capture_output=True,
+        )
         port = free_port()
         command = [sys.executable, "-m", "gankit", "serve", str(run), "--port", str(port)]
         server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -75,20 +91,24 @@ def main() -> None:
             server.terminate()
             server.wait()
     result = {
-        "requests": args.requests, "threads": args.threads, "images_per_request": args.n,
+        "requests": args.requests,
+        "threads": args.threads,
+        "images_per_request": args.n,
         "requests_per_s": args.requests / seconds,
         "latency_median_ms": 1000 * statistics.median(latencies),
         "latency_p95_ms": 1000 * sorted(latencies)[int(0.95 * len(latencies)) - 1],
-    }  # fmt: skip
-    text = "\n".join([
-        f"Web demo throughput: {args.requests} GET /api/generate (n={args.n}, seed-cgan) from "
-        f"{args.threads} threads on loopback ({os.cpu_count()} cores)",
-        "",
-        "| requests/s | median latency ms | p95 latency ms |",
-        "|---|---|---|",
-        f"| {result['requests_per_s']:.0f} | {result['latency_median_ms']:.1f} | "
-        f"{result['latency_p95_ms']:.1f} |",
-    ])  # fmt: skip
+    }
+    text = "\n".join(
+        [
+            f"Web demo throughput: {args.requests} GET /api/generate (n={args.n}, seed-cgan) from "
+            f"{args.threads} threads on loopback ({os.cpu_count()} cores)",
+            "",
+            "| requests/s | median latency ms | p95 latency ms |",
+            "|---|---|---|",
+            f"| {result['requests_per_s']:.0f} | {result['latency_median_ms']:.1f} | "
+            f"{result['latency_p95_ms']:.1f} |",
+        ]
+    )
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "bench_serve.md").write_text(text + "\n")

@@ -41,8 +41,9 @@ import torch
 from bench_budget import LOG as BUDGET_LOG
 from bench_budget import REFERENCE_ITERATIONS, cpu_name
 from gankit.config import budget_choices, load_preset
-from gankit.metrics.evaluate import Evaluator
-from gankit.sampling import load_generator, sample_balanced
+from gankit.loading import load_generator
+from gankit.metrics.suite import Evaluator
+from gankit.sampling import sample_balanced
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -98,11 +99,32 @@ def train(
     elif variant:
         raise SystemExit(f"{preset}: the only variant is PRESET@budget")
     command = [
-        sys.executable, "-m", "gankit", "train", "--preset", name, "--dataset", DATASET,
-        "--out", str(out), "--overwrite", "--no-progress", "--seed", str(seed),
-        "--threads", str(threads), "--iterations", str(iterations), "--device", device,
-        "--checkpoint-every", str(every), "--set", "schedule.keep_checkpoints=1000", *extra,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "gankit",
+        "train",
+        "--preset",
+        name,
+        "--dataset",
+        DATASET,
+        "--out",
+        str(out),
+        "--overwrite",
+        "--no-progress",
+        "--seed",
+        str(seed),
+        "--threads",
+        str(threads),
+        "--iterations",
+        str(iterations),
+        "--device",
+        device,
+        "--checkpoint-every",
+        str(every),
+        "--set",
+        "schedule.keep_checkpoints=1000",
+        *extra,
+    ]
     subprocess.run(command, check=True)
     return out
 
@@ -140,16 +162,23 @@ def logged_reference(cpu: str) -> dict | None:
     if not BUDGET_LOG.exists():
         return None
     rows = [json.loads(x) for x in BUDGET_LOG.read_text().splitlines() if x.strip()]
-    refs = [r for r in rows if r["kind"] == "reference" and r["dataset"] == DATASET
-            and r["cpu"] == cpu]  # fmt: skip
+    refs = [
+        r for r in rows if r["kind"] == "reference" and r["dataset"] == DATASET and r["cpu"] == cpu
+    ]
     if not refs:
         return None
     points = {p["step"]: p for p in refs[-1]["points"]}
     last = points[REFERENCE_ITERATIONS]
     scores = last["scores"]["10000"]
-    row = {"preset": "seed-cgan", "reference": "seed-cgan", "reached": True,
-           "step": REFERENCE_ITERATIONS, "wall_s": last["elapsed_s"],
-           "copy_rate": scores["copy_rate"], **{key: scores[key] for key in BAR}}  # fmt: skip
+    row = {
+        "preset": "seed-cgan",
+        "reference": "seed-cgan",
+        "reached": True,
+        "step": REFERENCE_ITERATIONS,
+        "wall_s": last["elapsed_s"],
+        "copy_rate": scores["copy_rate"],
+        **{key: scores[key] for key in BAR},
+    }
     return {"bar": {key: scores[key] for key in BAR}, "row": row, "S": last["elapsed_s"]}
 
 
@@ -167,8 +196,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--n", type=int, default=10_000, help="samples per evaluation")
-    parser.add_argument("--render", action="store_true", help="only rewrite the table from the "
-                        "saved results (bench_time_to_quality.json)")  # fmt: skip
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="only rewrite the table from the saved results (bench_time_to_quality.json)",
+    )
     args = parser.parse_args()
     if args.render:
         write_tables(previous_tables())
@@ -180,11 +212,16 @@ def main() -> None:
     logged = None
     if args.threshold is None and True in groups and "seed-cgan" not in {s[0] for s in specs}:
         logged = logged_reference(cpu)
-    missing = [REFERENCES[c] for c in groups if REFERENCES[c] not in {s[0] for s in specs}
-               and not (c and logged)]  # fmt: skip
+    missing = [
+        REFERENCES[c]
+        for c in groups
+        if REFERENCES[c] not in {s[0] for s in specs} and not (c and logged)
+    ]
     if args.threshold is None and missing:
-        parser.error(f"without --threshold, --presets must include {missing} (the bars), or "
-                     f"bench_budget.py must have run its reference on this CPU")  # fmt: skip
+        parser.error(
+            f"without --threshold, --presets must include {missing} (the bars), or "
+            f"bench_budget.py must have run its reference on this CPU"
+        )
     WORK.mkdir(parents=True, exist_ok=True)
     runs = {}
     for preset, every, iterations in specs:
@@ -209,8 +246,10 @@ def main() -> None:
         row = first_reaching(run, evaluator, bars[conditional], args.n, cache)
         rows.append({"preset": preset, "reference": REFERENCES[conditional], **row})
     source = " (the reference's times from bench_budget.py's run)" if logged else ""
-    setting = (f"{args.n} samples per evaluation, seed {args.seed}, {args.threads} threads; "
-               f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}{source}")  # fmt: skip
+    setting = (
+        f"{args.n} samples per evaluation, seed {args.seed}, {args.threads} threads; "
+        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}{source}"
+    )
     tables = previous_tables()  # the other group's table, when this call measured one group
     for c in groups:
         name = REFERENCES[c]
@@ -228,8 +267,9 @@ def write_tables(tables: dict) -> None:
     """The markdown of every reference's table, printed and saved with the JSON it came from."""
     text = "\n\n".join(
         table(tables[name]["rows"], tables[name]["bar"], tables[name]["setting"])
-        for name in REFERENCES.values() if name in tables
-    )  # fmt: skip
+        for name in REFERENCES.values()
+        if name in tables
+    )
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "bench_time_to_quality.md").write_text(text + "\n")

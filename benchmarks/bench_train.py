@@ -60,12 +60,31 @@ def gankit_run(
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         command = [
-            sys.executable, "-m", "gankit", "train", "--preset", preset, "--out", str(out),
-            "--overwrite", "--no-progress", "--seed", "0", "--batch-size", str(batch),
-            "--iterations", str(iterations), "--log-every", str(log_every),
-            "--sample-every", str(10 * iterations), "--checkpoint-every", str(10 * iterations),
-            *(["--dataset", dataset] if dataset else []), *extra,
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "gankit",
+            "train",
+            "--preset",
+            preset,
+            "--out",
+            str(out),
+            "--overwrite",
+            "--no-progress",
+            "--seed",
+            "0",
+            "--batch-size",
+            str(batch),
+            "--iterations",
+            str(iterations),
+            "--log-every",
+            str(log_every),
+            "--sample-every",
+            str(10 * iterations),
+            "--checkpoint-every",
+            str(10 * iterations),
+            *(["--dataset", dataset] if dataset else []),
+            *extra,
+        ]
         seconds, peak, _ = run_process(command, source)
         rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     windows = [1000 / r["it_per_s"] for r in rows if "it_per_s" in r]
@@ -129,7 +148,7 @@ def gemm_gflops(size: int = 2048, repeats: int = 10) -> float:
 def one_iteration_setup(preset: str, batch: int):
     from gankit.config import load_preset
     from gankit.data import ImageDataset
-    from gankit.training.loop import build_state
+    from gankit.training.state import build_state
     from gankit.training.step import StepOptions
 
     config = load_preset(preset).with_overrides({"train.seed": 0, "train.batch_size": batch})
@@ -171,8 +190,9 @@ def profile_table(preset: str, batch: int, iterations: int = 30, rows: int = 12)
 
 def git_commit() -> str:
     """The short commit of the measured gankit (this checkout), or "unknown"."""
-    done = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
     return done.stdout.strip() or "unknown"
 
 
@@ -188,8 +208,11 @@ def cpu_name() -> str:
 
 def baseline_checkout(revision: str, folder: Path) -> Path:
     """A detached git worktree of `revision` in `folder`; returns its src/ (for PYTHONPATH)."""
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--force",
-                    str(folder), revision], check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", "--force", str(folder), revision],
+        check=True,
+        capture_output=True,
+    )
     return folder / "src"
 
 
@@ -212,8 +235,10 @@ def headline(args: argparse.Namespace) -> dict:
                 )
             print(f"headline round {repeat + 1}/{args.repeats} done", file=sys.stderr)
         if baseline is not None:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
-                            str(baseline.parent)], check=False)  # fmt: skip
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(baseline.parent)],
+                check=False,
+            )
     medians = {
         name: {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         for name, runs in samples.items()
@@ -222,15 +247,21 @@ def headline(args: argparse.Namespace) -> dict:
         ref["ms_process"] / mine["ms_process"]
         for mine, ref in zip(samples["seed-cgan"], samples["reference loop"], strict=True)
     ]
-    result = {"iterations": args.iterations, "repeats": args.repeats, "medians": medians,
-              "pair_ratios": ratios, "speedup": statistics.median(ratios)}  # fmt: skip
+    result = {
+        "iterations": args.iterations,
+        "repeats": args.repeats,
+        "medians": medians,
+        "pair_ratios": ratios,
+        "speedup": statistics.median(ratios),
+    }
     if args.baseline:
         result["baseline"] = args.baseline
         result["baseline_ratios"] = [
             old["ms_process"] / new["ms_process"]
-            for new, old in zip(samples["seed-cgan"], samples[f"gankit {args.baseline}"],
-                                strict=True)
-        ]  # fmt: skip
+            for new, old in zip(
+                samples["seed-cgan"], samples[f"gankit {args.baseline}"], strict=True
+            )
+        ]
     return result
 
 
@@ -254,8 +285,15 @@ def sweep(args: argparse.Namespace, gemm: float) -> dict:
             flops = matmul_flops_per_iteration(
                 "seed-cgan" if preset == "reference loop" else preset, batch
             )
-            rows.append({"config": preset, "batch": batch, **result, "gflop_per_iter": flops / 1e9,
-                         "gflops_achieved": flops / (result["ms_loop"] / 1000) / 1e9})  # fmt: skip
+            rows.append(
+                {
+                    "config": preset,
+                    "batch": batch,
+                    **result,
+                    "gflop_per_iter": flops / 1e9,
+                    "gflops_achieved": flops / (result["ms_loop"] / 1000) / 1e9,
+                }
+            )
             print(f"sweep {preset} batch {batch}: {result['ms_loop']:.1f} ms", file=sys.stderr)
     for row in rows:
         ref = next(
@@ -267,8 +305,12 @@ def sweep(args: argparse.Namespace, gemm: float) -> dict:
     gemm = max(gemm, gemm_gflops())  # the better of before and after: noise only lowers it
     for row in rows:
         row["gemm_share"] = row["gflops_achieved"] / gemm
-    return {"iterations": args.sweep_iterations, "repeats": args.sweep_repeats,
-            "gemm_gflops": gemm, "rows": rows}  # fmt: skip
+    return {
+        "iterations": args.sweep_iterations,
+        "repeats": args.sweep_repeats,
+        "gemm_gflops": gemm,
+        "rows": rows,
+    }
 
 
 def public(args: argparse.Namespace) -> dict:
@@ -293,15 +335,28 @@ def public(args: argparse.Namespace) -> dict:
             runs: dict[str, list[float]] = {name: [] for name, _, _ in configs}
             for _ in range(args.sweep_repeats):
                 for name, extra, source in configs:
-                    result = gankit_run("seed-cgan", batch, iterations, iterations // 6, *extra,
-                                        source=source)  # fmt: skip
+                    result = gankit_run(
+                        "seed-cgan", batch, iterations, iterations // 6, *extra, source=source
+                    )
                     runs[name].append(result["ms_loop"])
-            rows += [{"config": name, "batch": batch, "ms_loop": statistics.median(times)}
-                     for name, times in runs.items()]  # fmt: skip
+            rows += [
+                {"config": name, "batch": batch, "ms_loop": statistics.median(times)}
+                for name, times in runs.items()
+            ]
             print(f"public batch {batch} done", file=sys.stderr)
         if args.baseline:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
-                            str(Path(tmp) / "baseline")], check=False)  # fmt: skip
+            subprocess.run(
+                [
+                    "git",
+                    "-C",
+                    str(ROOT),
+                    "worktree",
+                    "remove",
+                    "--force",
+                    str(Path(tmp) / "baseline"),
+                ],
+                check=False,
+            )
     return {"iterations": iterations, "repeats": args.sweep_repeats, "rows": rows}
 
 
@@ -315,12 +370,24 @@ def reuse(args: argparse.Namespace) -> dict:
         times: dict[bool, list[float]] = {False: [], True: []}
         for _ in range(args.sweep_repeats):
             for flag in (False, True):
-                result = gankit_run("cdcgan", batch, iterations, iterations // 6, "--set",
-                                    f"train.reuse_fakes={str(flag).lower()}")  # fmt: skip
+                result = gankit_run(
+                    "cdcgan",
+                    batch,
+                    iterations,
+                    iterations // 6,
+                    "--set",
+                    f"train.reuse_fakes={str(flag).lower()}",
+                )
                 times[flag].append(result["ms_loop"])
         ratios = [a / b for a, b in zip(times[False], times[True], strict=True)]
-        rows.append({"batch": batch, "two": statistics.median(times[False]),
-                     "one": statistics.median(times[True]), "ratios": ratios})  # fmt: skip
+        rows.append(
+            {
+                "batch": batch,
+                "two": statistics.median(times[False]),
+                "one": statistics.median(times[True]),
+                "ratios": ratios,
+            }
+        )
         print(f"reuse batch {batch} done", file=sys.stderr)
     return {"iterations": iterations, "repeats": args.sweep_repeats, "rows": rows}
 
@@ -329,8 +396,14 @@ def threads(args: argparse.Namespace) -> dict:
     rows = []
     for preset in ("seed-cgan", "cdcgan"):
         for count in (1, 2):
-            result = gankit_run(preset, BATCH_OF[preset], args.sweep_iterations,
-                                args.sweep_iterations // 4, "--threads", str(count))  # fmt: skip
+            result = gankit_run(
+                preset,
+                BATCH_OF[preset],
+                args.sweep_iterations,
+                args.sweep_iterations // 4,
+                "--threads",
+                str(count),
+            )
             rows.append({"config": preset, "threads": count, **result})
     return {"rows": rows}
 
@@ -351,8 +424,11 @@ def memory(args: argparse.Namespace) -> dict:
     try:  # offline, fashion-mnist comes from Debian's dataset-fashion-mnist package
         load_dataset("fashion-mnist", download=False)
     except DataError as error:
-        print(f"memory: skipped, fashion-mnist is not available ({error}); "
-              "apt-get install dataset-fashion-mnist", file=sys.stderr)  # fmt: skip
+        print(
+            f"memory: skipped, fashion-mnist is not available ({error}); "
+            "apt-get install dataset-fashion-mnist",
+            file=sys.stderr,
+        )
         return {"rows": [], "skipped": "fashion-mnist not available"}
     rows = []
     for preset in ("seed-cgan", "cdcgan"):
@@ -365,9 +441,22 @@ def full(args: argparse.Namespace) -> dict:
     """The preset as it is, seed 1; its checkpoints are kept (deleting them or not costs the
     same) so that bench_time_to_quality can score them with `--existing seed-cgan=RUN`."""
     out = ROOT / "benchmarks" / "_work" / "full-seed-cgan-s1"
-    command = [sys.executable, "-m", "gankit", "train", "--preset", "seed-cgan", "--out",
-               str(out), "--overwrite", "--no-progress", "--seed", "1",
-               "--set", "schedule.keep_checkpoints=1000"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "gankit",
+        "train",
+        "--preset",
+        "seed-cgan",
+        "--out",
+        str(out),
+        "--overwrite",
+        "--no-progress",
+        "--seed",
+        "1",
+        "--set",
+        "schedule.keep_checkpoints=1000",
+    ]
     seconds, peak, _ = run_process(command)
     return {"seconds": seconds, "peak_mb": peak, "run": str(out.relative_to(ROOT))}
 
@@ -398,13 +487,20 @@ def render(results: dict) -> str:
             lines.append(
                 f"| {name} | {process_s:.1f} | {loop:.2f} | {overhead:.1f} | {m['peak_mb']:.0f} |"
             )
-        lines += ["", f"Speed-up (median of the pairs' ratios): **{h['speedup']:.2f}x** "
-                  f"(pairs: {ratios}); target {TARGET_SPEEDUP}x.", ""]  # fmt: skip
+        lines += [
+            "",
+            f"Speed-up (median of the pairs' ratios): **{h['speedup']:.2f}x** "
+            f"(pairs: {ratios}); target {TARGET_SPEEDUP}x.",
+            "",
+        ]
         if base := h.get("baseline"):
             old = ", ".join(f"{r:.2f}" for r in h["baseline_ratios"])
-            lines += [f"Against gankit at {base} (same rounds): this version runs "
-                      f"{statistics.median(h['baseline_ratios']):.2f}x its speed "
-                      f"(rounds: {old}; below 1 is slower).", ""]  # fmt: skip
+            lines += [
+                f"Against gankit at {base} (same rounds): this version runs "
+                f"{statistics.median(h['baseline_ratios']):.2f}x its speed "
+                f"(rounds: {old}; below 1 is slower).",
+                "",
+            ]
     if s := results.get("sweep"):
         gemm = s["gemm_gflops"]
         lines += [
@@ -455,8 +551,12 @@ def render(results: dict) -> str:
         ]
         lines.append("")
     if t := results.get("threads"):
-        lines += ["**Threads** (torch.set_num_threads; gankit keeps PyTorch's default, one per "
-                  "core):", "", "| config | threads | ms/iter |", "|---|---|---|"]  # fmt: skip
+        lines += [
+            "**Threads** (torch.set_num_threads; gankit keeps PyTorch's default, one per core):",
+            "",
+            "| config | threads | ms/iter |",
+            "|---|---|---|",
+        ]
         lines += [f"| {r['config']} | {r['threads']} | {r['ms_loop']:.1f} |" for r in t["rows"]]
         lines.append("")
     if c := results.get("compile"):
@@ -474,17 +574,28 @@ def render(results: dict) -> str:
         ]
         lines.append("")
     if (m := results.get("memory")) and m["rows"]:
-        lines += ["**Peak resident memory, training on the full fashion-mnist** (60,000 images "
-                  "held as one tensor):", "", "| config | peak MB |", "|---|---|"]  # fmt: skip
+        lines += [
+            "**Peak resident memory, training on the full fashion-mnist** (60,000 images "
+            "held as one tensor):",
+            "",
+            "| config | peak MB |",
+            "|---|---|",
+        ]
         lines += [f"| {r['config']} | {r['peak_mb']:.0f} |" for r in m["rows"]]
         lines.append("")
     if f := results.get("full"):
-        lines += [f"**Full seed-cgan run** (20,000 iterations, the preset's grids every 200 and "
-                  f"checkpoints every 1,000): {f['seconds']:.0f} s = {f['seconds'] / 60:.1f} min "
-                  f"(target under 9 min).", ""]  # fmt: skip
+        lines += [
+            f"**Full seed-cgan run** (20,000 iterations, the preset's grids every 200 and "
+            f"checkpoints every 1,000): {f['seconds']:.0f} s = {f['seconds'] / 60:.1f} min "
+            f"(target under 9 min).",
+            "",
+        ]
     lines += targets(results)
-    commits = {name: results[name].get("commit", "an earlier commit")
-               for name in SECTIONS if isinstance(results.get(name), dict)}  # fmt: skip
+    commits = {
+        name: results[name].get("commit", "an earlier commit")
+        for name in SECTIONS
+        if isinstance(results.get(name), dict)
+    }
     lines += ["Measured at: " + ", ".join(f"{n} {c}" for n, c in commits.items()) + "."]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -494,22 +605,41 @@ def checks(results: dict) -> list[tuple[str, bool, str, tuple[str, int] | None]]
     found = []
     if h := results.get("headline"):
         ok = h["speedup"] >= TARGET_SPEEDUP
-        found.append(("seed-cgan >= 1.3x the reference (whole processes)", ok,
-                      f"{h['speedup']:.2f}x", ("seed-cgan", 32)))  # fmt: skip
+        found.append(
+            (
+                "seed-cgan >= 1.3x the reference (whole processes)",
+                ok,
+                f"{h['speedup']:.2f}x",
+                ("seed-cgan", 32),
+            )
+        )
     if s := results.get("sweep"):
         row = next((r for r in s["rows"] if r["config"] == "seed-cgan" and r["batch"] == 256), None)
         if row:
             share = row["gflops_achieved"] / s["gemm_gflops"]
             ok = share >= TARGET_GEMM_SHARE
-            found.append(("seed-cgan at batch 256: matmul FLOP/s >= 60% of GEMM", ok,
-                          f"{100 * share:.0f}%", ("seed-cgan", 256)))  # fmt: skip
+            found.append(
+                (
+                    "seed-cgan at batch 256: matmul FLOP/s >= 60% of GEMM",
+                    ok,
+                    f"{100 * share:.0f}%",
+                    ("seed-cgan", 256),
+                )
+            )
     if (m := results.get("memory")) and m["rows"]:
         peak = max(r["peak_mb"] for r in m["rows"])
-        found.append(("fashion-mnist training peak < 1.5 GB", peak < TARGET_PEAK_MB,
-                      f"{peak:.0f} MB", None))  # fmt: skip
+        found.append(
+            ("fashion-mnist training peak < 1.5 GB", peak < TARGET_PEAK_MB, f"{peak:.0f} MB", None)
+        )
     if f := results.get("full"):
-        found.append(("20,000-iteration seed-cgan < 9 min", f["seconds"] < TARGET_FULL_S,
-                      f"{f['seconds'] / 60:.1f} min", ("seed-cgan", 32)))  # fmt: skip
+        found.append(
+            (
+                "20,000-iteration seed-cgan < 9 min",
+                f["seconds"] < TARGET_FULL_S,
+                f"{f['seconds'] / 60:.1f} min",
+                ("seed-cgan", 32),
+            )
+        )
     return found
 
 
@@ -522,8 +652,14 @@ def targets(results: dict) -> list[str]:
     lines.append("")
     for text in results.get("profiles", []):
         title, table = text.split("\n", 1)
-        lines += [f"<details><summary>Where the time goes (a target was missed): {title}"
-                  "</summary>", "", table, "", "</details>", ""]  # fmt: skip
+        lines += [
+            f"<details><summary>Where the time goes (a target was missed): {title}</summary>",
+            "",
+            table,
+            "",
+            "</details>",
+            "",
+        ]
     return lines
 
 
@@ -542,8 +678,12 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="32,64,256")
     parser.add_argument("--presets", default="seed-gan,seed-cgan,dcgan,cdcgan")
     parser.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE)
-    parser.add_argument("--baseline", default="", help="headline: also time gankit at this git "
-                        "revision (a temporary worktree), in the same rounds")  # fmt: skip
+    parser.add_argument(
+        "--baseline",
+        default="",
+        help="headline: also time gankit at this git "
+        "revision (a temporary worktree), in the same rounds",
+    )
     args = parser.parse_args()
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     args.presets = args.presets.split(",")

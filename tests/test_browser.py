@@ -21,9 +21,15 @@ from gankit.training.loop import train
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (.ci/run installs it)"
@@ -48,8 +54,9 @@ def server(tmp_path_factory, module_npz):
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "gankit", "serve", str(folder / "run"), "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -78,8 +85,9 @@ def test_the_page_as_a_newcomer_meets_it_in_chromium(server):
         page.goto(server + "/")
         # a grid and a class morph at once, no click; no image is ever shown broken
         page.wait_for_function("document.getElementById('grid').naturalWidth > 0", timeout=20_000)
-        page.wait_for_function("document.getElementById('morph-image').naturalWidth > 0",
-                               timeout=20_000)  # fmt: skip
+        page.wait_for_function(
+            "document.getElementById('morph-image').naturalWidth > 0", timeout=20_000
+        )
         assert page.evaluate(NO_BROKEN_IMAGE)
         assert page.is_visible("#download")
         assert page.get_attribute("#download", "href").startswith("blob:")
@@ -109,8 +117,9 @@ def test_the_page_as_a_newcomer_meets_it_in_chromium(server):
         page.eval_on_selector(
             "#morph-t", "(e) => { e.value = 80; e.dispatchEvent(new Event('input')); }"
         )
-        page.wait_for_function(f"document.getElementById('morph-image').src !== {before!r}",
-                               timeout=20_000)  # fmt: skip
+        page.wait_for_function(
+            f"document.getElementById('morph-image').src !== {before!r}", timeout=20_000
+        )
         assert page.text_content("#morph-text") == "20% class 0, 80% class 1"
         page.click("#interpolate")
         page.wait_for_function("document.getElementById('strip').naturalWidth > 0", timeout=20_000)

@@ -1,6 +1,8 @@
 """`gankit train --budget`: the plan's maths, a planned run, its replay, resumes and bad values."""
 
+import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +14,8 @@ from gankit.errors import ConfigError
 from gankit.run import RunFolder
 from gankit.training import budget
 from gankit.training.budget import SAFETY, plan_iterations
+from gankit.training.loop import train
+from launcher import Machine, Ticks
 
 
 def test_the_plan_divides_what_is_left_by_the_cost_of_an_iteration():
@@ -30,22 +34,6 @@ def test_the_plan_divides_what_is_left_by_the_cost_of_an_iteration():
 
 
 @pytest.fixture
-def now_started(monkeypatch):
-    """In-process CLI calls: the budget counts from the call, not from pytest's start. The
-    plan times the end-of-run plots, whose first call in a process also imports matplotlib
-    (seconds on a loaded machine, more than these small budgets have): imported here first,
-    as a real run's own start-up would not repeat it either."""
-    import time
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot  # noqa: F401
-
-    monkeypatch.setattr(budget, "process_started", time.monotonic)
-
-
-@pytest.fixture
 def config_file(tmp_path, tiny_npz):
     config = tiny_config(tiny_npz, iterations=4).with_overrides(  # a budget replaces the 4
         {"schedule.sample_every": 50, "schedule.checkpoint_every": 50, "schedule.log_every": 10}
@@ -55,66 +43,66 @@ def config_file(tmp_path, tiny_npz):
     return path
 
 
+def budget_config(config_file, seconds, **overrides):
+    config = RunConfig.from_dict(json.loads(config_file.read_text()))
+    return config.with_overrides({"budget.seconds": seconds, **overrides})
+
+
 def generator_weights(run):
     path = RunFolder(run).list_checkpoints()[-1]
     return torch.load(path, weights_only=True)["generator"]
 
 
-@pytest.fixture
-def no_budget_stop(monkeypatch):
-    """The budget's own stop cuts a run short when the machine slows down after planning (its
-    own test below); tests that compare a run with its plan must not depend on the load."""
-    monkeypatch.setattr(budget, "time_limit", lambda config, spent_s: None)
+def recorded(run):
+    return RunConfig.from_dict(json.loads((Path(run) / "config.json").read_text()))
 
 
-def test_a_budget_run_records_its_plan_and_its_config_replays_it(
-    tmp_path, config_file, now_started, no_budget_stop, capsys
-):
-    run = tmp_path / "run"
-    args = ["train", "--config", str(config_file), "--out", str(run), "--no-progress"]
-    assert main([*args, "--budget", "8"]) == 0
+def known_speed(monkeypatch, it_per_s):
+    """The plan's measurement, replaced by a known speed (the measurement's own test, with a
+    ticking clock, is below)."""
+    figures = {"it_per_s": it_per_s, "grid_s": 0.0, "checkpoint_s": 0.0, "evaluation_s": 0.0}
+    monkeypatch.setattr(budget, "measure", lambda *args: dict(figures))
+
+
+def test_a_budget_run_records_its_plan_and_its_config_replays_it(tmp_path, config_file, capsys):
+    """Planned from its own measurement, on a clock that ticks 10 ms a reading."""
+    from gankit.cli.train import print_plan
+
+    run, clock = tmp_path / "run", Ticks(0.01)
+    train(budget_config(config_file, 8.0), run, clock=clock, started=clock())
+    print_plan(run)
     assert "budget 8 s: planned" in capsys.readouterr().out
-    recorded = RunConfig.from_dict(json.loads((run / "config.json").read_text()))
-    plan = recorded.budget
-    assert plan.planned and plan.seconds == 8 and plan.it_per_s > 0
+    plan = recorded(run).plan
+    assert recorded(run).planned and recorded(run).budget.seconds == 8 and plan.it_per_s > 0
     assert plan.grid_s > 0 and plan.checkpoint_s > 0 and plan.evaluation_s == 0  # no judge
     assert plan.plots_s > 0  # the loss plot drawn after the last checkpoint
-    iterations = recorded.train.iterations
-    assert iterations != 4 or plan.it_per_s < 2  # the plan replaced the config's 4
+    iterations = recorded(run).train.iterations
+    assert iterations > 4  # the plan replaced the config's 4
     assert RunFolder(run).list_checkpoints()[-1].name == f"step_{iterations:07d}.pt"
     # the recorded config is an ordinary run: no planning, and the same weights, which also
     # shows that measuring on the run changed none of its state
     replay = tmp_path / "replay"
-    recorded_file = json.loads((run / "config.json").read_text())
-    recorded_file["budget"]["seconds"] = 600  # the same plan; room for a loaded test machine
-    (tmp_path / "recorded.json").write_text(json.dumps(recorded_file))
-    assert main(["train", "--config", str(tmp_path / "recorded.json"), "--out", str(replay),
-                 "--no-progress"]) == 0  # fmt: skip
-    assert "planned" not in capsys.readouterr().out.split("run folder")[0]
-    again = RunConfig.from_dict(json.loads((replay / "config.json").read_text()))
-    assert again.train.iterations == iterations and again.budget.it_per_s == plan.it_per_s
+    train(recorded(run), replay, clock=Ticks(0.01))
+    again = recorded(replay)
+    assert again.train.iterations == iterations and again.plan == recorded(run).plan
     for key, value in generator_weights(run).items():
         torch.testing.assert_close(generator_weights(replay)[key], value, rtol=0, atol=0)
 
 
-def test_a_resume_with_a_budget_plans_what_is_left(
-    tmp_path, config_file, now_started, no_budget_stop, monkeypatch
-):
-    figures = {"it_per_s": 50.0, "grid_s": 0.0, "checkpoint_s": 0.0, "evaluation_s": 0.0}
-    monkeypatch.setattr(budget, "measure", lambda *args: dict(figures))  # a known rate
-    run = tmp_path / "run"
-    assert main(["train", "--config", str(config_file), "--out", str(run), "--no-progress"]) == 0
-    assert main(["train", "--resume", str(run), "--budget", "6", "--no-progress"]) == 0
-    recorded = RunConfig.from_dict(json.loads((run / "config.json").read_text()))
-    assert recorded.budget.planned and recorded.budget.it_per_s == 50.0
-    # the 4 iterations already done, then what fits in the seconds left at 50 it/s
-    left = plan_iterations(6 - recorded.budget.startup_s, 50.0, 0, 0, 0, 50, 50)
-    # startup_s is rounded to 1 ms; the total may then have been revised from the speed
-    # sustained since the resume
-    assert abs(recorded.budget.planned_iterations - (4 + left)) <= 1
-    assert left > 100
+def test_a_resume_with_a_budget_plans_what_is_left(tmp_path, config_file, monkeypatch):
+    known_speed(monkeypatch, 50.0)
+    run, machine = tmp_path / "run", Machine(speed=50.0)
+    train(budget_config(config_file, None), run)
+    # `--resume RUN --budget 6`: the stored config, a budget, and no plan yet
+    config = dataclasses.replace(recorded(run).with_overrides({"budget.seconds": 6.0}))
+    train(config, run, resume=True, hooks=machine, clock=machine.clock, started=machine.clock())
+    again = recorded(run)
+    assert again.planned and again.plan.it_per_s == 50.0 and again.plan.startup_s == 0
+    # the 4 iterations already done, then what fits in the 6 seconds at 50 it/s
+    left = plan_iterations(6, 50.0, 0, 0, 0, 50, 50)
+    assert again.plan.planned_iterations == 4 + left and left > 100
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert steps[-1] == recorded.train.iterations
+    assert steps[-1] == again.train.iterations
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "nan", "inf", "1e9", "0.5", "abc", ""])
@@ -129,9 +117,9 @@ def test_a_budget_with_iterations_or_too_small_is_refused(tmp_path, config_file,
     args = ["train", "--config", str(config_file), "--out", str(tmp_path / "r"), "--no-progress"]
     assert main([*args, "--budget", "60", "--iterations", "10"]) == 2
     assert "do not give --iterations" in capsys.readouterr().err
-    # in-process, the budget counts from pytest's own start: long spent, so nothing fits
-    assert main([*args, "--budget", "1"]) == 2
-    assert "budget.seconds" in capsys.readouterr().err
+    clock = Ticks(0.01)
+    with pytest.raises(ConfigError, match="budget.seconds"):  # 5 s spent before it began
+        train(budget_config(config_file, 1.0), tmp_path / "r", clock=clock, started=-5.0)
 
 
 def test_a_budget_choice_that_clashes_with_a_flag_names_the_way_out(tmp_path, capsys):
@@ -145,31 +133,29 @@ def test_a_budget_choice_that_clashes_with_a_flag_names_the_way_out(tmp_path, ca
 
 def test_budget_values_in_a_config_file_are_checked(tmp_path, tiny_npz):
     config = tiny_config(tiny_npz)
-    for key, value in (("budget.seconds", float("nan")), ("budget.it_per_s", -1.0),
-                       ("budget.grid_s", float("inf"))):  # fmt: skip
+    for key, value in (
+        ("budget.seconds", float("nan")),
+        ("plan.it_per_s", -1.0),
+        ("plan.grid_s", float("inf")),
+    ):
         with pytest.raises(ConfigError, match=key):
             config.with_overrides({key: value})
 
 
-def test_a_machine_slower_than_the_plan_still_stops_within_the_budget(
-    tmp_path, config_file, now_started
-):
-    """A recorded plan far too optimistic for this machine: the budget's own stop ends the
-    run cleanly (final checkpoint written) long before the planned iterations."""
-    import time
-
+def test_a_machine_slower_than_the_plan_still_stops_within_the_budget(tmp_path, config_file):
+    """A recorded plan far too optimistic for this machine (1e6 it/s; it runs 100): the
+    budget's own stop ends the run cleanly, final checkpoint written, at its 4 seconds."""
     config = json.loads(config_file.read_text())
     config["train"]["iterations"] = 10**7
-    config["budget"] = {"seconds": 4.0, "it_per_s": 1e6, "grid_s": 0.0, "checkpoint_s": 0.0,
-                        "evaluation_s": 0.0, "startup_s": 0.0}  # fmt: skip
-    planned = tmp_path / "planned.json"
-    planned.write_text(json.dumps(config))
-    run = tmp_path / "run"
-    start = time.monotonic()
-    assert main(["train", "--config", str(planned), "--out", str(run), "--no-progress"]) == 0
-    assert time.monotonic() - start < 4.0 + 10  # the stop, then the final grid and checkpoint
+    config["budget"] = {"seconds": 4.0}
+    config["plan"] = {"it_per_s": 1e6, "grid_s": 0.0, "checkpoint_s": 0.0, "evaluation_s": 0.0,
+                      "startup_s": 0.0}  # fmt: skip
+    machine, run = Machine(speed=100.0), tmp_path / "run"
+    train(RunConfig.from_dict(config), run, hooks=machine, clock=machine.clock, started=0.0)
     last = RunFolder(run).list_checkpoints()[-1]
-    assert 0 < int(last.stem.split("_")[1]) < 10**7
+    assert last.name == "step_0000401.pt"  # the first iteration past 4 s at 100 it/s
+    # its learning rate never depended on the total: config.json replays the run it was
+    assert recorded(run).train.iterations == 401
 
 
 def test_the_budget_clock_starts_with_the_process_or_a_recent_launcher(monkeypatch):
@@ -253,12 +239,12 @@ def test_the_printed_plan_names_the_budget_choices_kept():
     assert budget_choices_in_effect(dataclasses.replace(config, preset="mine")) == []
 
 
-def planned_config(iterations=1000, decay="linear", start=0.5, **budget_values):
-    values = {"seconds": 100.0, "it_per_s": 10.0, "grid_s": 0.5, "checkpoint_s": 0.5,
-              "evaluation_s": 4.0, "startup_s": 2.0, **budget_values}  # fmt: skip
+def planned_config(iterations=1000, decay="linear", start=0.5, **plan_values):
+    values = {"it_per_s": 10.0, "grid_s": 0.5, "checkpoint_s": 0.5, "evaluation_s": 4.0,
+              "startup_s": 2.0, **plan_values}  # fmt: skip
     return RunConfig().with_overrides(
         {"train.iterations": iterations, "optim.lr_decay": decay, "optim.lr_decay_start": start,
-         **{f"budget.{key}": value for key, value in values.items()}}
+         "budget.seconds": 100.0, **{f"plan.{key}": value for key, value in values.items()}}
     )  # fmt: skip
 
 
@@ -269,13 +255,13 @@ def test_a_revision_plans_the_rest_from_the_speed_sustained_so_far():
     revised = budget.revise(config, 400, 0, 20.0, 25.0)
     expected = 400 + int(budget.REVISE_SAFETY * (100 - 25 - 5) * 20)
     assert revised.train.iterations == expected
-    assert revised.budget.revised_at == 400 and revised.budget.revised_it_per_s == 20.0
+    assert revised.plan.revised_at == 400 and revised.plan.revised_it_per_s == 20.0
     # a slower machine than measured shortens the plan, as long as step 400 stays constant-LR
     slower = budget.revise(config, 400, 0, 40.0, 45.0)
     assert slower.train.iterations == 400 + int(budget.REVISE_SAFETY * 50 * 10) < 1000
     assert budget.lr_constant_until(slower, slower.train.iterations) >= 400
     # from a resumed step, only this process's iterations and seconds set the speed
-    assert budget.revise(config, 400, 200, 10.0, 25.0).budget.revised_it_per_s == 20.0
+    assert budget.revise(config, 400, 200, 10.0, 25.0).plan.revised_it_per_s == 20.0
 
 
 def test_no_revision_once_the_learning_rate_decays_under_either_total():
@@ -296,48 +282,50 @@ def test_no_revision_once_the_learning_rate_decays_under_either_total():
 
 
 def test_a_revised_run_replays_from_its_config_with_the_same_weights(
-    tmp_path, config_file, now_started, no_budget_stop, monkeypatch, capsys
+    tmp_path, config_file, monkeypatch
 ):
-    """Planned at a speed far below this machine's, the run revises its total upwards while
-    its learning rate is constant, and records it; the recorded config, an ordinary run of the
-    final total with the LR decaying over its second half, gives the same weights: nothing
-    done before a revision depended on the total."""
-    slow = {"it_per_s": 20.0, "grid_s": 0.0, "checkpoint_s": 0.0, "evaluation_s": 0.0}
-    monkeypatch.setattr(budget, "measure", lambda *args: dict(slow))
-    config = json.loads(config_file.read_text())
-    config["optim"].update(lr_decay="linear", lr_decay_start=0.5)
-    config_file.write_text(json.dumps(config))
-    run = tmp_path / "run"
-    args = ["train", "--config", str(config_file), "--out", str(run), "--no-progress"]
-    assert main([*args, "--budget", "8"]) == 0
-    assert ", revised at iteration" in capsys.readouterr().out
-    recorded = RunConfig.from_dict(json.loads((run / "config.json").read_text()))
-    plan, iterations = recorded.budget, recorded.train.iterations
-    assert plan.planned_iterations < 8 * 20 < iterations  # the plan, then the revision
-    assert plan.revised_at <= budget.lr_constant_until(recorded, iterations)
+    """Planned at 20 it/s on a machine that sustains 100, the run revises its total upwards
+    while its learning rate is constant, and records it; the recorded config, an ordinary run
+    of the final total with the LR decaying over its second half, gives the same weights:
+    nothing done before a revision depended on the total."""
+    known_speed(monkeypatch, 20.0)
+    config = budget_config(config_file, 8.0, **{"optim.lr_decay": "linear",
+                                                 "optim.lr_decay_start": 0.5})  # fmt: skip
+    run, machine = tmp_path / "run", Machine(speed=100.0)
+    train(config, run, hooks=machine, clock=machine.clock, started=0.0)
+    plan, iterations = recorded(run).plan, recorded(run).train.iterations
+    assert plan.planned_iterations < 8 * 20 < iterations < 8 * 100  # the plan, then revisions
+    assert plan.revised_at <= budget.lr_constant_until(recorded(run), iterations)
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps[-1] == iterations
     assert RunFolder(run).list_checkpoints()[-1].name == f"step_{iterations:07d}.pt"
-    replay = tmp_path / "replay"
-    assert main(["train", "--config", str(run / "config.json"), "--out", str(replay),
-                 "--no-progress"]) == 0  # fmt: skip
-    again = RunConfig.from_dict(json.loads((replay / "config.json").read_text()))
-    assert again.train.iterations == iterations and again.budget == plan  # not revised again
+    replay, machine = tmp_path / "replay", Machine(speed=100.0)
+    train(recorded(run), replay, hooks=machine, clock=machine.clock, started=0.0)
+    again = recorded(replay)
+    assert again.train.iterations == iterations and again.plan == plan  # not revised again
     for key, value in generator_weights(run).items():
         torch.testing.assert_close(generator_weights(replay)[key], value, rtol=0, atol=0)
 
 
-def test_a_budget_without_revision_keeps_its_plan(
-    tmp_path, config_file, now_started, no_budget_stop, monkeypatch
-):
-    slow = {"it_per_s": 20.0, "grid_s": 0.0, "checkpoint_s": 0.0, "evaluation_s": 0.0}
-    monkeypatch.setattr(budget, "measure", lambda *args: dict(slow))
-    run = tmp_path / "run"
-    assert main(["train", "--config", str(config_file), "--out", str(run), "--no-progress",
-                 "--budget", "4", "--set", "budget.revise=false"]) == 0  # fmt: skip
-    recorded = RunConfig.from_dict(json.loads((run / "config.json").read_text()))
-    assert recorded.train.iterations == recorded.budget.planned_iterations
-    assert recorded.budget.revised_at is None
+def test_a_budget_without_revision_keeps_its_plan(tmp_path, config_file, monkeypatch):
+    known_speed(monkeypatch, 20.0)
+    run, machine = tmp_path / "run", Machine(speed=100.0)
+    config = budget_config(config_file, 4.0, **{"budget.revise": False})
+    train(config, run, hooks=machine, clock=machine.clock, started=0.0)
+    assert recorded(run).train.iterations == recorded(run).plan.planned_iterations == 68
+    assert recorded(run).plan.revised_at is None
+
+
+def test_the_printed_plan_says_what_a_revision_changed(tmp_path, config_file, monkeypatch, capsys):
+    from gankit.cli.train import print_plan
+
+    known_speed(monkeypatch, 20.0)
+    run, machine = tmp_path / "run", Machine(speed=100.0)
+    train(budget_config(config_file, 8.0), run, hooks=machine, clock=machine.clock, started=0.0)
+    print_plan(run)
+    out = capsys.readouterr().out
+    assert "budget 8 s: planned 136 iterations at 20.0 it/s" in out
+    assert f"revised at iteration {recorded(run).plan.revised_at} to " in out
 
 
 def test_the_plan_and_the_stop_set_aside_the_plots_drawn_at_the_end():
@@ -347,6 +335,6 @@ def test_the_plan_and_the_stop_set_aside_the_plots_drawn_at_the_end():
     plotted = budget.plan(config, {**figures, "plots_s": 4.0}, 10.0, 0)
     assert without.train.iterations == plan_iterations(90, 10, 0, 0, 0, 200, 1000)
     assert plotted.train.iterations == plan_iterations(86, 10, 0, 0, 0, 200, 1000)
-    assert plotted.budget.plots_s == 4.0
+    assert plotted.plan.plots_s == 4.0
     assert budget.time_limit(plotted, 10.0) == pytest.approx(86.0)
     assert budget.time_limit(without, 10.0) == pytest.approx(90.0)

@@ -9,8 +9,8 @@ import torch
 
 from gankit.checkpoint import FORMAT, load_checkpoint
 from gankit.config import RunConfig
+from gankit.loading import load_generator
 from gankit.run import RunFolder
-from gankit.sampling import load_generator
 from gankit.training.loop import train
 
 LEGACY = Path(__file__).parent / "fixtures" / "legacy-format1"
@@ -22,6 +22,7 @@ def legacy_run(tmp_path):
     shutil.copytree(LEGACY, run)
     config = json.loads((run / "config.json").read_text())
     config["data"]["dataset"] = str(run / "tiny8.npz")  # stored relative to where it was made
+    (run / "config.json").write_text(json.dumps(config))  # as a user who moved it would
     return run, RunConfig.from_dict(config)
 
 

@@ -137,22 +137,29 @@ def test_cli_checkpoint_loads_weights_only(tmp_path, config_file):
 
 HOSTILE = ["9" * 30, "-1", "0", "nan", "inf", "-inf", "1e-30", "", "x" * 10_000]
 FLAGS = {  # the command before the flag, and values of HOSTILE that are in the flag's range
-    "--iterations": (["train"], set()), "--batch-size": (["train"], set()),
-    "--seed": (["train"], {"0"}), "--threads": (["train"], set()),
-    "--log-every": (["train"], set()), "--sample-every": (["train"], set()),
-    "--checkpoint-every": (["train"], set()), "--time-limit": (["train"], set()),
-    "--eval-every": (["train"], set()), "--eval-samples": (["train"], set()),
+    "--iterations": (["train"], set()),
+    "--batch-size": (["train"], set()),
+    "--seed": (["train"], {"0"}),
+    "--threads": (["train"], set()),
+    "--log-every": (["train"], set()),
+    "--sample-every": (["train"], set()),
+    "--checkpoint-every": (["train"], set()),
+    "--time-limit": (["train"], set()),
+    "--eval-every": (["train"], set()),
+    "--eval-samples": (["train"], set()),
     "--nproc": (["train"], set()),
-    "--n": (["sample", "RUN"], set()), "--truncation": (["sample", "RUN"], set()),
+    "--n": (["sample", "RUN"], set()),
+    "--truncation": (["sample", "RUN"], set()),
     "--label": (["sample", "RUN"], {"0"}),
     "--steps": (["interpolate", "RUN", "--out", "x.png"], set()),
     "--seeds": (["interpolate", "RUN", "--out", "x.png"], set()),
     "--classes": (["morph", "RUN", "--out", "x.png"], set()),
     "--port": (["serve", "RUN"], set()),
     "--epochs": (["classifier", "train", "--dataset", "mnist-sample"], set()),
-}  # fmt: skip
-CLI_CASES = [(flag, value) for flag, (_, fine) in FLAGS.items() for value in HOSTILE
-             if value not in fine]  # fmt: skip
+}
+CLI_CASES = [
+    (flag, value) for flag, (_, fine) in FLAGS.items() for value in HOSTILE if value not in fine
+]
 
 
 @pytest.mark.parametrize("flag, value", CLI_CASES, ids=lambda x: str(x)[:12])
@@ -171,8 +178,9 @@ def test_a_reader_that_goes_away_is_not_a_bug():
     import subprocess
     import sys
 
-    process = subprocess.Popen([sys.executable, "-m", "gankit", "presets"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gankit", "presets"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     process.stdout.close()  # before gankit writes its first line (its imports take longer)
     err = process.stderr.read().decode()
     assert process.wait(timeout=60) == 141

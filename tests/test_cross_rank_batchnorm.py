@@ -69,9 +69,15 @@ def test_conversion_keeps_state_dict_keys():
     model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4, momentum=None))
     converted = convert_cross_rank_batchnorm(model)
     assert isinstance(converted[1], CrossRankBatchNorm) and converted[1].momentum is None
-    assert list(converted.state_dict()) == ["0.weight", "0.bias", "1.weight", "1.bias",
-                                            "1.running_mean", "1.running_var",
-                                            "1.num_batches_tracked"]  # fmt: skip
+    assert list(converted.state_dict()) == [
+        "0.weight",
+        "0.bias",
+        "1.weight",
+        "1.bias",
+        "1.running_mean",
+        "1.running_var",
+        "1.num_batches_tracked",
+    ]
 
 
 def union_batch(dtype):

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -32,9 +33,14 @@ def equivalence_config(tiny_npz, reuse_fakes=False):
     """A dropout-free tiny CGAN with SyncBatchNorm, as the reference algorithm runs it (or, with
     `reuse_fakes`, G's step through the fakes D was given, made in training mode)."""
     return tiny_config(tiny_npz, iterations=3).with_overrides(
-        {"model.d_dropout": [0.0, 0.0, 0.0], "train.sync_bn": True, "train.batch_size": 16,
-         "quirks.g_eval_for_fakes": not reuse_fakes, "train.reuse_fakes": reuse_fakes}
-    )  # fmt: skip
+        {
+            "model.d_dropout": [0.0, 0.0, 0.0],
+            "train.sync_bn": True,
+            "train.batch_size": 16,
+            "quirks.g_eval_for_fakes": not reuse_fakes,
+            "train.reuse_fakes": reuse_fakes,
+        }
+    )
 
 
 def injected_batches(dataset, config, steps):
@@ -85,8 +91,13 @@ def _worker(rank, world_size, store, tiny_npz, out, reuse_fakes):
     state = build_state(config, dataset, torch.device("cpu"), World(rank, world_size, rank))
     run_steps(state, dataset, config, injected_batches(dataset, config, 3), rank, world_size)
     if rank == 0:
-        torch.save({**state.generator.state_dict(), **{f"d.{k}": v for k, v in
-                    state.discriminator.state_dict().items()}}, out)  # fmt: skip
+        torch.save(
+            {
+                **state.generator.state_dict(),
+                **{f"d.{k}": v for k, v in state.discriminator.state_dict().items()},
+            },
+            out,
+        )
     dist.barrier()  # neither rank tears gloo down while the other still sends
     dist.destroy_process_group()
 
@@ -96,8 +107,9 @@ def _dropout_worker(rank, world_size, store, tiny_npz, out):
     dist.init_process_group("gloo", init_method=store, rank=rank, world_size=world_size)
     torch.set_num_threads(1)
     config = tiny_config(tiny_npz)  # seed-cgan: dropout 0.4 after D's 2nd and 3rd layers
-    state = build_state(config, load_dataset(str(tiny_npz)), torch.device("cpu"),
-                        World(rank, world_size, rank))  # fmt: skip
+    state = build_state(
+        config, load_dataset(str(tiny_npz)), torch.device("cpu"), World(rank, world_size, rank)
+    )
     masks = []
     for layer in state.discriminator.modules():
         if isinstance(layer, Dropout):
@@ -112,8 +124,13 @@ def _dropout_worker(rank, world_size, store, tiny_npz, out):
 def _measure_worker(rank, world_size, store, tiny_npz, out):
     """The budget's speed measurement with a collective in every iteration (as DDP's backward
     has), rank 1 on a clock running ten times fast."""
-    dist.init_process_group("gloo", init_method=store, rank=rank, world_size=world_size,
-                            timeout=datetime.timedelta(seconds=60))  # fmt: skip
+    dist.init_process_group(
+        "gloo",
+        init_method=store,
+        rank=rank,
+        world_size=world_size,
+        timeout=datetime.timedelta(seconds=60),
+    )
     torch.set_num_threads(1)
     config = tiny_config(tiny_npz).with_overrides({"budget.seconds": 40.0})  # measures 1 s
     world = World(rank, world_size, rank)
@@ -127,8 +144,9 @@ def _measure_worker(rank, world_size, store, tiny_npz, out):
     if rank == 1:  # alone, this rank's clock would end its measurement long before rank 0's
         real = time.perf_counter
         budget.time = SimpleNamespace(perf_counter=lambda: 10 * real(), monotonic=time.monotonic)
-    figures = budget.measure(state, config, iterate, lambda path: None, None,
-                             torch.device("cpu"), world)  # fmt: skip
+    figures = budget.measure(
+        state, config, iterate, lambda path: None, None, torch.device("cpu"), world
+    )
     torch.save({"calls": len(calls), "it_per_s": figures["it_per_s"]}, f"{out}.{rank}")
     dist.barrier()
     dist.destroy_process_group()
@@ -138,8 +156,9 @@ def test_every_rank_times_the_same_iterations_for_a_budget(tmp_path, tiny_npz):
     """A rank that stopped measuring on its own clock would meet another collective than its
     peer (gloo: "Received data size doesn't match expected size", or a hang)."""
     out = tmp_path / "measured"
-    mp.spawn(_measure_worker, args=(2, rendezvous(tmp_path), tiny_npz, str(out)), nprocs=2,
-             join=True)  # fmt: skip
+    mp.spawn(
+        _measure_worker, args=(2, rendezvous(tmp_path), tiny_npz, str(out)), nprocs=2, join=True
+    )
     rank0, rank1 = (torch.load(f"{out}.{r}", weights_only=True) for r in range(2))
     assert (
         rank0["calls"] == rank1["calls"] > budget.WARMUP_ITERATIONS + budget.MEASURE_ITERATIONS[0]
@@ -155,8 +174,9 @@ def rendezvous(tmp_path):
 
 def test_ranks_draw_different_dropout_masks(tmp_path, tiny_npz):
     out = tmp_path / "masks"
-    mp.spawn(_dropout_worker, args=(2, rendezvous(tmp_path), tiny_npz, str(out)), nprocs=2,
-             join=True)  # fmt: skip
+    mp.spawn(
+        _dropout_worker, args=(2, rendezvous(tmp_path), tiny_npz, str(out)), nprocs=2, join=True
+    )
     rank0, rank1 = (torch.load(f"{out}.{r}", weights_only=True) for r in range(2))
     assert len(rank0) == len(rank1) == 2
     for a, b in zip(rank0, rank1, strict=True):
@@ -167,26 +187,35 @@ def test_ranks_draw_different_dropout_masks(tmp_path, tiny_npz):
 @pytest.mark.parametrize("reuse_fakes", [False, True])
 def test_two_processes_equal_one_with_the_global_batch(tmp_path, tiny_npz, reuse_fakes):
     out = tmp_path / "ddp.pt"
-    mp.spawn(_worker, args=(2, rendezvous(tmp_path), tiny_npz, out, reuse_fakes), nprocs=2,
-             join=True)  # fmt: skip
+    mp.spawn(
+        _worker, args=(2, rendezvous(tmp_path), tiny_npz, out, reuse_fakes), nprocs=2, join=True
+    )
     config = copy.deepcopy(equivalence_config(tiny_npz, reuse_fakes)).with_overrides(
         {"train.sync_bn": False}
     )
     dataset = load_dataset(str(tiny_npz))
     state = build_state(config, dataset, torch.device("cpu"))
     run_steps(state, dataset, config, injected_batches(dataset, config, 3), 0, 1)
-    single = {**state.generator.state_dict(),
-              **{f"d.{k}": v for k, v in state.discriminator.state_dict().items()}}  # fmt: skip
+    single = {
+        **state.generator.state_dict(),
+        **{f"d.{k}": v for k, v in state.discriminator.state_dict().items()},
+    }
     ddp = torch.load(out, weights_only=True)
     assert set(ddp) == set(single)
     for key in single:
         torch.testing.assert_close(ddp[key], single[key], rtol=1e-4, atol=1e-5, msg=key)
 
 
-def torchrun(args, env=None, timeout=180):
-    command = [sys.executable, "-m", "gankit", "train", "--nproc", "2", "--no-progress", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})  # fmt: skip
+LAUNCHER = str(Path(__file__).parent / "launcher.py")  # gankit with test-only fault hooks
+
+
+def torchrun(args, env=None, timeout=180, launcher=None):
+    """`gankit train --nproc 2 ARGS`; with `launcher` options, through tests/launcher.py."""
+    entry = [LAUNCHER, *launcher] if launcher else ["-m", "gankit"]
+    command = [sys.executable, *entry, "train", "--nproc", "2", "--no-progress", *args]
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
 
 
 @pytest.fixture
@@ -226,24 +255,32 @@ def test_two_process_run_writes_one_folder_and_resumes_exactly(tmp_path, config_
 
 def test_a_failing_rank_stops_the_job(tmp_path, config_file):
     start = time.monotonic()
-    result = torchrun(["--config", str(config_file), "--out", str(tmp_path / "run")],
-                      env={"GANKIT_TEST_FAIL_AT": "3:1"})  # fmt: skip
+    result = torchrun(
+        ["--config", str(config_file), "--out", str(tmp_path / "run")],
+        launcher=["--fail-at", "3:1"],
+    )
     assert result.returncode != 0
     assert "rank 1 fails at iteration 3" in result.stderr
     assert time.monotonic() - start < 120
 
 
 def test_batch_must_divide_over_processes(tmp_path, config_file):
-    result = torchrun(["--config", str(config_file), "--out", str(tmp_path / "run"),
-                       "--batch-size", "7"])  # fmt: skip
+    result = torchrun(
+        ["--config", str(config_file), "--out", str(tmp_path / "run"), "--batch-size", "7"]
+    )
     assert result.returncode != 0 and "not divisible by the 2 processes" in result.stderr
 
 
 def test_evaluations_off_the_logging_grid_do_not_deadlock(tmp_path):
     config = tiny_config("mnist-sample", preset="seed-gan", iterations=6).with_overrides(
-        {"train.threads": 1, "schedule.log_every": 2, "schedule.eval_every": 3,
-         "schedule.eval_samples": 200, "schedule.checkpoint_every": 100}
-    )  # fmt: skip
+        {
+            "train.threads": 1,
+            "schedule.log_every": 2,
+            "schedule.eval_every": 3,
+            "schedule.eval_samples": 200,
+            "schedule.checkpoint_every": 100,
+        }
+    )
     config_file = tmp_path / "eval.json"
     config_file.write_text(json.dumps(config.to_dict()))
     run = tmp_path / "run"
@@ -258,8 +295,9 @@ def test_a_budget_is_planned_once_for_every_rank(tmp_path, config_file):
     """Rank 0 measures, plans and broadcasts: both ranks run the same number of iterations
     (a differing plan would leave one rank waiting in an all-reduce until the timeout)."""
     run = tmp_path / "run"
-    result = torchrun(["--config", str(config_file), "--out", str(run), "--budget", "25"],
-                      timeout=180)  # fmt: skip
+    result = torchrun(
+        ["--config", str(config_file), "--out", str(run), "--budget", "25"], timeout=180
+    )
     assert result.returncode == 0, result.stderr
     recorded = json.loads((run / "config.json").read_text())
     assert recorded["budget"]["it_per_s"] > 0

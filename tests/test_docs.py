@@ -32,8 +32,14 @@ def relative_links(document: Path) -> list[str]:
 
 def test_the_documents_exist_and_link_to_each_other():
     names = {d.relative_to(ROOT).as_posix() for d in DOCUMENTS}
-    for name in ("README.md", "docs/guide.md", "docs/metrics.md", "docs/results.md",
-                 "docs/reproduction.md", "docs/README.zh-CN.md"):  # fmt: skip
+    for name in (
+        "README.md",
+        "docs/guide.md",
+        "docs/metrics.md",
+        "docs/results.md",
+        "docs/reproduction.md",
+        "docs/README.zh-CN.md",
+    ):
         assert name in names
     readme_links = relative_links(ROOT / "README.md")
     for name in names - {"README.md", "docs/judge.md"}:

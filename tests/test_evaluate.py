@@ -8,9 +8,9 @@ import torch
 
 from gankit.cli import main
 from gankit.data import load_dataset
-from gankit.metrics.evaluate import Evaluator, load_npz_samples
 from gankit.metrics.features import load_extractor
 from gankit.metrics.reference import compute_reference
+from gankit.metrics.suite import Evaluator, load_npz_samples
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +45,15 @@ def half_evaluator(mnist, halves):
 @pytest.mark.parametrize(
     ("dataset", "clean", "within", "corruptions"),
     [
-        ("mnist-sample", 0.99, 0.015,
-         ("speckle 0.05", "shift 2", "rotation 10", "erosion 1", "dilation 1")),
+        (
+            "mnist-sample",
+            0.99,
+            0.015,
+            ("speckle 0.05", "shift 2", "rotation 10", "erosion 1", "dilation 1"),
+        ),
         ("fashion-mnist", 0.91, 0.03, ("speckle 0.02", "shift 2")),
     ],
-)  # fmt: skip
+)
 def test_shipped_classifiers_meet_their_robustness_targets(dataset, clean, within, corruptions):
     """The figures measured on held-out images when the shipped weights were trained (by
     `gankit classifier train`; mnist-sample's on 4,000 before retraining on all 5,000)."""
@@ -161,8 +165,12 @@ def test_cli_evaluates_a_run(tmp_path, tiny_npz, capsys):
     assert main(["evaluate", run, "--n", "2000", "--seed", "5", "--json"]) == 0
     direct = json.loads(capsys.readouterr().out)
     samples = str(tmp_path / "f.npz")
-    assert main(["sample", run, "--n", "2000", "--seed", "5", "--labels", "balanced",
-                 "--out", samples]) == 0  # fmt: skip
+    assert (
+        main(
+            ["sample", run, "--n", "2000", "--seed", "5", "--labels", "balanced", "--out", samples]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["evaluate", samples, "--dataset", "mnist-sample", "--seed", "5", "--json"]) == 0
     from_file = json.loads(capsys.readouterr().out)
@@ -236,7 +244,7 @@ def test_eval_every_needs_a_dataset_with_a_classifier(tmp_path, tiny_npz):
 
 def test_an_undefined_frechet_distance_is_null_with_a_note():
     from gankit.metrics.distances import FrechetDistanceUndefined, frechet_distance
-    from gankit.metrics.evaluate import frechet_or_note
+    from gankit.metrics.suite import frechet_or_note
 
     mu = np.zeros(2)
     not_psd = np.diag([1.0, -1.0])  # sqrtm(diag(1, -1)) = diag(1, i): imaginary part 1
@@ -258,8 +266,14 @@ def test_a_collapsed_run_without_a_fid_still_warns_and_keeps_going(tmp_path, tin
     state.step = 2
 
     def collapsed(images, labels):
-        return {"fid": None, "fid_note": "degenerate", "recall": 0.0, "classes_covered": 1,
-                "cond_acc": None, "extractor": "mnist-cnn"}  # fmt: skip
+        return {
+            "fid": None,
+            "fid_note": "degenerate",
+            "recall": 0.0,
+            "classes_covered": 1,
+            "cond_acc": None,
+            "extractor": "mnist-cnn",
+        }
 
     folder = RunFolder(tmp_path / "run")
     folder.path.mkdir()

@@ -11,7 +11,7 @@ import torch
 
 from conftest import tiny_config
 from gankit.cli import main
-from gankit.sampling import load_generator
+from gankit.loading import load_generator
 from gankit.training.loop import train
 
 
@@ -44,8 +44,13 @@ def test_onnxruntime_equals_the_generator_for_any_batch(runs, tmp_path):
     manifest = json.loads((out / "gankit-export.json").read_text())
     assert manifest["complete"] and manifest["format"] == "onnx" and manifest["source"]["ema"]
     assert manifest["contract"]["inputs"]["labels"]["range"] == [0, 9]
-    assert {p.name for p in out.iterdir()} >= {"generator.onnx", "config.json", "samples.png",
-                                               "model_card.md", "gankit-export.json"}  # fmt: skip
+    assert {p.name for p in out.iterdir()} >= {
+        "generator.onnx",
+        "config.json",
+        "samples.png",
+        "model_card.md",
+        "gankit-export.json",
+    }
     session = ort.InferenceSession(str(out / "generator.onnx"), providers=["CPUExecutionProvider"])
     for n in (1, 3, 7):
         z = torch.randn(n, 8, generator=torch.Generator().manual_seed(n))
@@ -69,10 +74,19 @@ def test_a_pt2_program_runs_in_a_process_that_imports_only_torch(runs, tmp_path)
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'gankit'))\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", script, str(out / "generator.pt2"), str(tmp_path / "z.pt"),
-         str(tmp_path / "images.pt")], capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-c",
+            script,
+            str(out / "generator.pt2"),
+            str(tmp_path / "z.pt"),
+            str(tmp_path / "images.pt"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
         cwd=tmp_path,
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"  # gankit was never imported
     images = torch.load(tmp_path / "images.pt")
@@ -99,8 +113,19 @@ def test_the_model_card_reports_a_fresh_evaluation_with_floor_and_copy_rate(tmp_
     pytest.importorskip("safetensors")
     config = tiny_config(tiny_npz, iterations=2).with_overrides({"data.dataset": "mnist-sample"})
     train(config, tmp_path / "run")
-    assert main(["export", str(tmp_path / "run"), "--format", "safetensors", "--out",
-                 str(tmp_path / "out")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "export",
+                str(tmp_path / "run"),
+                "--format",
+                "safetensors",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     card = (tmp_path / "out" / "model_card.md").read_text()
     assert "5,000 samples" in card and "mnist-cnn" in card and "real-data floor" in card
     assert "| copy rate |" in card and "| FID |" in card and "| conditional accuracy |" in card

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import torch
@@ -54,30 +55,43 @@ def test_sigkill_at_eight_points_then_resume_is_bit_identical(tmp_path, tiny_npz
         "checkpoint",
     }
     config = tiny_config(tiny_npz, iterations=ITERATIONS).with_overrides(
-        {"schedule.checkpoint_every": EVERY, "schedule.log_every": EVERY, "train.threads": 1,
-         "schedule.keep_checkpoints": 2}
-    )  # fmt: skip
+        {
+            "schedule.checkpoint_every": EVERY,
+            "schedule.log_every": EVERY,
+            "train.threads": 1,
+            "schedule.keep_checkpoints": 2,
+        }
+    )
     config_file = tmp_path / "config.json"
     config_file.write_text(json.dumps(config.to_dict()))
     command = [sys.executable, "-m", "gankit", "train", "--no-progress"]
+    launcher = [sys.executable, str(Path(__file__).parent / "launcher.py")]
     run = tmp_path / "killed"
     for i, (step, phase) in enumerate(points):
         spec = f"{step}:checkpoint" if phase == "checkpoint" else str(step)
         args = (
             ["--config", str(config_file), "--out", str(run)] if i == 0 else ["--resume", str(run)]
         )
-        done = subprocess.run([*command, *args], env={**os.environ, "GANKIT_TEST_KILL_AT": spec},
-                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        done = subprocess.run(
+            [*launcher, "--kill-at", spec, "train", "--no-progress", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == -9, (step, phase, done.stderr[-2000:])
         found = RunFolder(run).list_checkpoints()
         latest = load_checkpoint(found[-1]).step if found else 0
         assert latest < step, (step, phase)  # the killed write never became a checkpoint
-    resumed = subprocess.run([*command, "--resume", str(run)], capture_output=True, text=True,
-                             timeout=120)  # fmt: skip
+    resumed = subprocess.run(
+        [*command, "--resume", str(run)], capture_output=True, text=True, timeout=120
+    )
     assert resumed.returncode == 0, resumed.stderr
-    straight = subprocess.run([*command, "--config", str(config_file), "--out",
-                               str(tmp_path / "straight")], capture_output=True, text=True,
-                              timeout=120)  # fmt: skip
+    straight = subprocess.run(
+        [*command, "--config", str(config_file), "--out", str(tmp_path / "straight")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert straight.returncode == 0, straight.stderr
     a, b = final_state(run), final_state(tmp_path / "straight")
     assert a.keys() == b.keys()
@@ -124,8 +138,14 @@ def test_eight_clients_half_hostile_get_valid_answers_within_5_s(tmp_path, tiny_
 
     train(tiny_config(tiny_npz, iterations=2), tmp_path / "run")
     client = TestClient(create_app(tmp_path / "run"))
-    hostile = [{"n": "9" * 30}, {"truncation": "nan"}, {"seed": "-1"}, {"label": "x" * 10_000},
-               {"truncation": "1e-9"}, {"n": "256", "truncation": "0"}]  # fmt: skip
+    hostile = [
+        {"n": "9" * 30},
+        {"truncation": "nan"},
+        {"seed": "-1"},
+        {"label": "x" * 10_000},
+        {"truncation": "1e-9"},
+        {"n": "256", "truncation": "0"},
+    ]
 
     def client_loop(i):
         times = []

@@ -82,8 +82,9 @@ def test_gradient_penalty_matches_autograd_on_a_nonlinear_critic():
     from gankit.losses import gradient_penalty
 
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3), torch.nn.Tanh(),
-                              torch.nn.Linear(3, 1))  # fmt: skip
+    net = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(4, 3), torch.nn.Tanh(), torch.nn.Linear(3, 1)
+    )
 
     def critic(images, labels=None):
         return net(images).squeeze(1)

@@ -25,10 +25,15 @@ def test_parameter_counts_match_the_reference(preset, g_params, d_params):
 
 def small(architecture, conditioning):
     return ModelConfig(
-        architecture=architecture, conditioning=conditioning, latent_dim=8, g_hidden=[16, 32],
-        d_hidden=[32, 16], d_dropout=[0.0, 0.3], channels=4,
+        architecture=architecture,
+        conditioning=conditioning,
+        latent_dim=8,
+        g_hidden=[16, 32],
+        d_hidden=[32, 16],
+        d_dropout=[0.0, 0.3],
+        channels=4,
         init="dcgan" if architecture == "dcgan" else "keras",
-    )  # fmt: skip
+    )
 
 
 CASES = list(itertools.product(sorted(ARCHITECTURES), sorted(CONDITIONING)))

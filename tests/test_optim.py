@@ -12,6 +12,7 @@ from gankit.run import RunFolder
 from gankit.training import optim
 from gankit.training.loop import train
 from gankit.training.state import load_optimizer_state
+from launcher import Faults
 
 
 def model():
@@ -77,10 +78,8 @@ def test_linear_decay_resumes_exactly(tmp_path, tiny_npz, monkeypatch):
     straight = train(base, tmp_path / "straight")
     # the update after t iterations used lr * (1 - t / 6): the last one (t = 5) lr / 6
     assert learning_rates(tmp_path / "straight", 6) == pytest.approx((1e-3 / 6, 2e-4 / 6))
-    monkeypatch.setenv("GANKIT_TEST_FAIL_AT", "4")  # dies in iteration 4, after checkpoint 2
-    with pytest.raises(RuntimeError, match="fails at iteration 4"):
-        train(base, tmp_path / "killed")
-    monkeypatch.delenv("GANKIT_TEST_FAIL_AT")
+    with pytest.raises(RuntimeError, match="fails at iteration 4"):  # after checkpoint 2
+        train(base, tmp_path / "killed", hooks=Faults(fail_at="4"))
     resumed = train(base, tmp_path / "killed", resume=True)
     for a, b in zip(straight.generator.parameters(), resumed.generator.parameters(), strict=True):
         assert torch.equal(a, b)

@@ -17,6 +17,7 @@ from gankit.cli import main
 from gankit.errors import RunFolderError
 from gankit.run import MARKER, RunFolder
 from gankit.training.loop import train
+from launcher import Faults
 
 
 @pytest.fixture
@@ -89,8 +90,10 @@ def test_a_locked_run_refuses_a_second_writer_and_a_released_lock_does_not(tmp_p
             train(config, tmp_path / "run", resume=True)
         with pytest.raises(RunFolderError, match="being trained by"):
             train(config, tmp_path / "run", overwrite=True)
-    assert train(config.with_overrides({"train.iterations": 4}), tmp_path / "run",
-                 resume=True).step == 4  # fmt: skip
+    assert (
+        train(config.with_overrides({"train.iterations": 4}), tmp_path / "run", resume=True).step
+        == 4
+    )
 
 
 @pytest.mark.slow
@@ -102,14 +105,18 @@ def test_two_trainers_on_one_folder_and_a_killed_holder(tmp_path, tiny_npz):
     config_file.write_text(json.dumps(config.to_dict()))
     run = tmp_path / "run"
     command = [sys.executable, "-m", "gankit", "train", "--no-progress"]
-    first = subprocess.Popen([*command, "--config", str(config_file), "--out", str(run)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    first = subprocess.Popen(
+        [*command, "--config", str(config_file), "--out", str(run)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and len(RunFolder(run).list_checkpoints()) < 2:
             time.sleep(0.05)
-        second = subprocess.run([*command, "--resume", str(run)], capture_output=True, text=True,
-                                timeout=120)  # fmt: skip
+        second = subprocess.run(
+            [*command, "--resume", str(run)], capture_output=True, text=True, timeout=120
+        )
         assert second.returncode == 2
         assert f"being trained by pid {first.pid}" in second.stderr
         # readers keep working during training, on complete checkpoints
@@ -117,27 +124,31 @@ def test_two_trainers_on_one_folder_and_a_killed_holder(tmp_path, tiny_npz):
     finally:
         os.kill(first.pid, signal.SIGKILL)
         first.wait()
-    resumed = subprocess.run([*command, "--resume", str(run), "--iterations", "40"],
-                             capture_output=True, text=True, timeout=300)  # fmt: skip
+    resumed = subprocess.run(
+        [*command, "--resume", str(run), "--iterations", "40"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr
 
 
 def test_a_resume_with_no_checkpoint_restarts_cleanly(tmp_path, tiny_npz, monkeypatch):
-    config = tiny_config(tiny_npz, iterations=6, **{"schedule.checkpoint_every": 100,
-                                                    "schedule.log_every": 1})  # fmt: skip
-    monkeypatch.setenv("GANKIT_TEST_FAIL_AT", "4")
+    config = tiny_config(
+        tiny_npz, iterations=6, **{"schedule.checkpoint_every": 100, "schedule.log_every": 1}
+    )
     with pytest.raises(RuntimeError, match="fails at iteration 4"):
-        train(config, tmp_path / "run")
-    monkeypatch.delenv("GANKIT_TEST_FAIL_AT")
+        train(config, tmp_path / "run", hooks=Faults(fail_at="4"))
     assert not RunFolder(tmp_path / "run").list_checkpoints()
     train(config, tmp_path / "run", resume=True)
     steps = [r["step"] for r in RunFolder(tmp_path / "run").metrics()]
     assert steps == [1, 2, 3, 4, 5, 6]  # the dead run's rows 1-3 are gone, not doubled
     train(config, tmp_path / "straight")
-    for a, b in zip(torch.load(tmp_path / "run" / "checkpoints" / "step_0000006.pt")["generator"]
-                    .values(), torch.load(tmp_path / "straight" / "checkpoints" /
-                                          "step_0000006.pt")["generator"].values(),
-                    strict=True):  # fmt: skip
+    for a, b in zip(
+        torch.load(tmp_path / "run" / "checkpoints" / "step_0000006.pt")["generator"].values(),
+        torch.load(tmp_path / "straight" / "checkpoints" / "step_0000006.pt")["generator"].values(),
+        strict=True,
+    ):
         assert torch.equal(a, b)
 
 
@@ -147,9 +158,27 @@ def test_relative_data_paths_are_stored_absolute(tmp_path, tiny_npz, monkeypatch
     (data / "tiny.npz").write_bytes(tiny_npz.read_bytes())
     monkeypatch.chdir(tmp_path / "a")
     config = tiny_config("data/tiny.npz", iterations=2)
-    assert main(["train", "--preset", "seed-cgan", "--out", str(tmp_path / "run"),
-                 "--dataset", "./data/tiny.npz", "--iterations", "2", "--batch-size", "8",
-                 "--no-progress", "--set", "model.g_hidden=[8]"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--preset",
+                "seed-cgan",
+                "--out",
+                str(tmp_path / "run"),
+                "--dataset",
+                "./data/tiny.npz",
+                "--iterations",
+                "2",
+                "--batch-size",
+                "8",
+                "--no-progress",
+                "--set",
+                "model.g_hidden=[8]",
+            ]
+        )
+        == 0
+    )
     stored = json.loads((tmp_path / "run" / "config.json").read_text())["data"]["dataset"]
     assert stored == str(data / "tiny.npz")
     # inside a --config file, relative to the file's folder
@@ -163,8 +192,10 @@ def test_relative_data_paths_are_stored_absolute(tmp_path, tiny_npz, monkeypatch
     assert stored == str(data / "tiny.npz")
     (tmp_path / "b").mkdir()
     monkeypatch.chdir(tmp_path / "b")  # a resume from elsewhere finds the data
-    assert main(["train", "--resume", str(tmp_path / "run2"), "--iterations", "4",
-                 "--no-progress"]) == 0  # fmt: skip
+    assert (
+        main(["train", "--resume", str(tmp_path / "run2"), "--iterations", "4", "--no-progress"])
+        == 0
+    )
 
 
 def test_an_unreadable_latest_checkpoint_falls_back_with_a_warning(
@@ -191,12 +222,12 @@ def test_an_unreadable_latest_checkpoint_falls_back_with_a_warning(
 def test_a_bug_is_exit_1_with_a_traceback_and_a_user_error_exit_2(
     tmp_path, config_file, monkeypatch, capsys
 ):
-    from gankit.training import loop
+    from gankit.training import setup
 
     def buggy(*args, **kwargs):
         raise ValueError("an internal invariant broke")
 
-    monkeypatch.setattr(loop, "build_state", buggy)
+    monkeypatch.setattr(setup, "build_state", buggy)
     assert main(train_args(config_file, tmp_path / "run")) == 1
     err = capsys.readouterr().err
     assert "Traceback" in err and "an internal invariant broke" in err and "bug in gankit" in err

@@ -4,13 +4,9 @@ import torch
 from PIL import Image
 
 from conftest import tiny_config
-from gankit.sampling import (
-    balanced_labels,
-    load_generator,
-    make_grid,
-    sample,
-    to_uint8,
-)
+from gankit.images import make_grid, to_uint8
+from gankit.loading import load_generator
+from gankit.sampling import balanced_labels, sample
 from gankit.training.loop import train
 
 
@@ -96,8 +92,11 @@ def panels(path):
 
     pixels = np.asarray(Image.open(path).convert("L"))
     regions, count = ndimage.label(pixels < 64)
-    boxes = [box for i, box in enumerate(ndimage.find_objects(regions), 1)
-             if (regions[box] == i).sum() > 1000]  # fmt: skip
+    boxes = [
+        box
+        for i, box in enumerate(ndimage.find_objects(regions), 1)
+        if (regions[box] == i).sum() > 1000
+    ]
     boxes.sort(key=lambda box: (box[0].start // 20, box[1].start))  # rows, then columns
     crops = [Image.fromarray(pixels[box]).resize((28, 28), Image.Resampling.BOX) for box in boxes]
     return torch.from_numpy(np.stack([np.asarray(c) for c in crops]))

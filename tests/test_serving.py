@@ -123,17 +123,22 @@ PARAMETERS = {  # endpoint -> parameter -> values in its range
         "steps": set(),
         "label": {"0"},
         "linear": set(),
-    },  # fmt: skip
+    },
     "/api/morph": {
         "class_a": {"0"},
         "class_b": {"0"},
         "seed": {"0"},
         "t": {"1e-30"},
         "steps": set(),
-    },  # fmt: skip
+    },
 }
-CASES = [(path, name, value) for path, names in PARAMETERS.items() for name, fine in names.items()
-         for value in HOSTILE if value not in fine]  # fmt: skip
+CASES = [
+    (path, name, value)
+    for path, names in PARAMETERS.items()
+    for name, fine in names.items()
+    for value in HOSTILE
+    if value not in fine
+]
 
 
 @pytest.mark.parametrize("path, name, value", CASES, ids=lambda x: str(x)[:20])
@@ -152,8 +157,7 @@ def test_truncation_range(client, value):
 def test_the_slowest_valid_requests_answer_quickly(client):
     import time
 
-    for params in ({"n": 256, "truncation": 0.05, "seed": 2**63 - 1},
-                   {"n": 256, "truncation": 2}):  # fmt: skip
+    for params in ({"n": 256, "truncation": 0.05, "seed": 2**63 - 1}, {"n": 256, "truncation": 2}):
         start = time.monotonic()
         png_size(client.get("/api/generate", params=params))
         assert time.monotonic() - start < 5

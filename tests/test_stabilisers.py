@@ -14,8 +14,9 @@ from gankit.errors import ConfigError
 from gankit.losses import LOSSES
 from gankit.models import ARCHITECTURES, CONDITIONING
 from gankit.run import read_metrics
-from gankit.training.loop import build_state, train, train_iteration
+from gankit.training.loop import train, train_iteration
 from gankit.training.optim import ema_decay, update_ema
+from gankit.training.state import build_state
 from gankit.training.step import StepOptions
 
 
@@ -130,11 +131,16 @@ COMBINATIONS = list(itertools.product(sorted(ARCHITECTURES), sorted(CONDITIONING
 @pytest.mark.parametrize("architecture, conditioning, loss", COMBINATIONS)
 def test_every_combination_trains_without_nans(tiny_npz, architecture, conditioning, loss):
     overrides = {
-        "model.architecture": architecture, "model.conditioning": conditioning,
-        "model.channels": 4, "train.loss": loss, "quirks.separate_d_steps": loss != "wgan-gp",
-        "train.gp_weight": 10.0 if loss == "wgan-gp" else None, "train.ema_decay": 0.9,
-        "train.diffaugment": True, "model.init": "dcgan" if architecture == "dcgan" else "keras",
-    }  # fmt: skip
+        "model.architecture": architecture,
+        "model.conditioning": conditioning,
+        "model.channels": 4,
+        "train.loss": loss,
+        "quirks.separate_d_steps": loss != "wgan-gp",
+        "train.gp_weight": 10.0 if loss == "wgan-gp" else None,
+        "train.ema_decay": 0.9,
+        "train.diffaugment": True,
+        "model.init": "dcgan" if architecture == "dcgan" else "keras",
+    }
     config = tiny_config(tiny_npz, iterations=3, **overrides)
     dataset = load_dataset(str(tiny_npz))
     state = build_state(config, dataset, torch.device("cpu"))
@@ -158,10 +164,14 @@ def test_r1_and_label_smoothing_and_d_steps_run(tmp_path, tiny_npz):
 def test_every_preset_trains_a_few_iterations(tmp_path, tiny_npz, name):
     preset = load_preset(name)
     overrides = {
-        "data.dataset": str(tiny_npz), "train.iterations": 4, "train.batch_size": 4,
-        "train.seed": 0, "schedule.log_every": 2, "schedule.sample_every": 4,
+        "data.dataset": str(tiny_npz),
+        "train.iterations": 4,
+        "train.batch_size": 4,
+        "train.seed": 0,
+        "schedule.log_every": 2,
+        "schedule.sample_every": 4,
         "schedule.checkpoint_every": 4,
-    }  # fmt: skip
+    }
     if preset.model.architecture == "mlp":
         overrides["model.g_hidden"] = [8, 8]
         overrides["model.d_hidden"] = [8] * len(preset.model.d_hidden)

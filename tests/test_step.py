@@ -68,9 +68,13 @@ def test_generator_step_changes_only_g(cgan, rng):
     g_before, d_before = snapshot(generator), snapshot(discriminator)
     labels = torch.randint(10, (8,), generator=rng)
     out = generator_step(
-        generator, discriminator, opt_g, torch.randn(8, 8, generator=rng), labels,
+        generator,
+        discriminator,
+        opt_g,
+        torch.randn(8, 8, generator=rng),
+        labels,
         StepOptions(get_loss("nonsaturating")),
-    )  # fmt: skip
+    )
     assert changed(d_before, discriminator) == set()
     assert all(p.grad is None for p in discriminator.parameters())  # never computed
     assert all(p.requires_grad for p in discriminator.parameters())  # unfrozen again
@@ -87,8 +91,11 @@ class PlainGenerator(nn.Module):
         self.embedding = nn.Embedding(classes, latent) if classes else None
         layers, width = [], latent
         for out in hidden:
-            layers += [nn.Linear(width, out), nn.LeakyReLU(0.2),
-                       nn.BatchNorm1d(out, momentum=0.2, eps=1e-3)]  # fmt: skip
+            layers += [
+                nn.Linear(width, out),
+                nn.LeakyReLU(0.2),
+                nn.BatchNorm1d(out, momentum=0.2, eps=1e-3),
+            ]
             width = out
         self.net = nn.Sequential(*layers, nn.Linear(width, pixels), nn.Tanh())
         self.shape = shape

@@ -2,9 +2,9 @@
 metrics.jsonl, also after a SIGKILL and a resume (whose purge drops the dead run's events)."""
 
 import json
-import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -27,27 +27,56 @@ def read_events(path):
 
 def test_scalars_name_train_and_eval_figures_and_skip_what_is_not_a_number():
     assert scalars({"step": 4, "d_loss": 0.5, "it_per_s": 12}) == {
-        "train/d_loss": 0.5, "train/it_per_s": 12.0,
-    }  # fmt: skip
-    row = {"step": 4, "kind": "eval", "fid": 3.5, "fid_note": None, "extractor": "mnist-cnn",
-           "cond_acc_per_class": [0.5, 1.0], "intra_fid": float("nan"), "flag": True}  # fmt: skip
-    assert scalars(row) == {"eval/fid": 3.5, "eval/cond_acc_per_class/0": 0.5,
-                            "eval/cond_acc_per_class/1": 1.0}  # fmt: skip
+        "train/d_loss": 0.5,
+        "train/it_per_s": 12.0,
+    }
+    row = {
+        "step": 4,
+        "kind": "eval",
+        "fid": 3.5,
+        "fid_note": None,
+        "extractor": "mnist-cnn",
+        "cond_acc_per_class": [0.5, 1.0],
+        "intra_fid": float("nan"),
+        "flag": True,
+    }
+    assert scalars(row) == {
+        "eval/fid": 3.5,
+        "eval/cond_acc_per_class/0": 0.5,
+        "eval/cond_acc_per_class/1": 1.0,
+    }
 
 
 def test_events_equal_metrics_jsonl_after_a_kill_and_a_resume(tmp_path, tiny_npz):
     config = tiny_config(tiny_npz, iterations=8).with_overrides(
-        {"data.dataset": "mnist-sample", "schedule.eval_every": 2, "schedule.eval_samples": 100,
-         "schedule.checkpoint_every": 4, "train.threads": 1}
-    )  # fmt: skip
+        {
+            "data.dataset": "mnist-sample",
+            "schedule.eval_every": 2,
+            "schedule.eval_samples": 100,
+            "schedule.checkpoint_every": 4,
+            "train.threads": 1,
+        }
+    )
     config_file = tmp_path / "config.json"
     config_file.write_text(json.dumps(config.to_dict()))
     run = tmp_path / "run"
-    command = [sys.executable, "-m", "gankit", "train", "--no-progress"]
     # dies as iteration 7 starts: rows and events up to 6 written, the last checkpoint is 4
-    killed = subprocess.run([*command, "--config", str(config_file), "--out", str(run),
-                             "--tensorboard"], env={**os.environ, "GANKIT_TEST_KILL_AT": "7"},
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    launcher = [sys.executable, str(Path(__file__).parent / "launcher.py"), "--kill-at", "7"]
+    killed = subprocess.run(
+        [
+            *launcher,
+            "train",
+            "--no-progress",
+            "--config",
+            str(config_file),
+            "--out",
+            str(run),
+            "--tensorboard",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert read_events(run / "tb").Scalars("train/d_loss")[-1].step == 6
     assert main(["train", "--resume", str(run), "--no-progress"]) == 0
@@ -56,9 +85,11 @@ def test_events_equal_metrics_jsonl_after_a_kill_and_a_resume(tmp_path, tiny_npz
     for kind in ("train", "eval"):
         wanted = [r for r in rows if (r.get("kind") == "eval") == (kind == "eval")]
         assert [r["step"] for r in wanted] == [2, 4, 6, 8]
-        for tag in (f"{kind}/d_loss", f"{kind}/g_loss") if kind == "train" else (
-            "eval/fid", "eval/recall", "eval/cond_acc_per_class/3"
-        ):  # fmt: skip
+        for tag in (
+            (f"{kind}/d_loss", f"{kind}/g_loss")
+            if kind == "train"
+            else ("eval/fid", "eval/recall", "eval/cond_acc_per_class/3")
+        ):
             key, _, index = tag.split("/", 1)[1].partition("/")
             got = events.Scalars(tag)
             assert [e.step for e in got] == [2, 4, 6, 8], tag  # the dead run's 6 purged

@@ -11,9 +11,10 @@ import torch
 from conftest import tiny_config
 from gankit.checkpoint import load_checkpoint
 from gankit.errors import RunFolderError
+from gankit.loading import load_generator
 from gankit.losses import LOSSES, LossFamily
 from gankit.run import RunFolder
-from gankit.sampling import load_generator, sample
+from gankit.sampling import sample
 from gankit.training.loop import TrainingDiverged, train
 
 
@@ -72,8 +73,9 @@ def test_keeps_the_newest_checkpoints(tmp_path, tiny_npz):
     config = tiny_config(tiny_npz, iterations=10).with_overrides({"schedule.keep_checkpoints": 2})
     train(config, tmp_path / "run")
     assert [p.name for p in RunFolder(tmp_path / "run").list_checkpoints()] == [
-        "step_0000008.pt", "step_0000010.pt",
-    ]  # fmt: skip
+        "step_0000008.pt",
+        "step_0000010.pt",
+    ]
 
 
 def test_existing_folder_needs_overwrite(tmp_path, tiny_npz):
@@ -123,18 +125,24 @@ def test_time_limit_stops_cleanly(tmp_path, tiny_npz):
 @pytest.mark.slow
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_npz):
     config = tiny_config(tiny_npz, iterations=300).with_overrides(
-        {"schedule.checkpoint_every": 20, "schedule.log_every": 10, "schedule.sample_every": 1000,
-         "train.threads": 1}
-    )  # fmt: skip
+        {
+            "schedule.checkpoint_every": 20,
+            "schedule.log_every": 10,
+            "schedule.sample_every": 1000,
+            "train.threads": 1,
+        }
+    )
     config_file = tmp_path / "config.json"
     config_file.write_text(json.dumps(config.to_dict()))
     run = tmp_path / "killed"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "gankit", "train", "--no-progress"]
     process = subprocess.Popen(
-        [*command, "--config", str(config_file), "--out", str(run)], env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [*command, "--config", str(config_file), "--out", str(run)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(RunFolder(run).list_checkpoints()) < 2:
         time.sleep(0.02)
@@ -147,9 +155,11 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_npz):
     )
     assert resumed.returncode == 0, resumed.stderr
     straight = subprocess.run(
-        [*command, "--config", str(config_file), "--out", str(tmp_path / "straight")], env=env,
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [*command, "--config", str(config_file), "--out", str(tmp_path / "straight")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert straight.returncode == 0, straight.stderr
     assert_same_weights(weights(run), weights(tmp_path / "straight"))
 

@@ -8,7 +8,8 @@ from PIL import Image
 
 from conftest import tiny_config
 from gankit.cli import main
-from gankit.sampling import draw_noise, load_generator, sample
+from gankit.loading import load_generator
+from gankit.sampling import draw_noise, sample
 from gankit.training.loop import train
 from gankit.visuals import class_morph, interpolate, lerp, progress_gif, save_gif, slerp
 
@@ -81,8 +82,25 @@ def test_gifs_open_with_their_frames(tmp_path, run):
 
 def test_cli_interpolate_morph_and_truncation(tmp_path, run):
     strip, gif = tmp_path / "s.png", tmp_path / "s.gif"
-    assert main(["interpolate", str(run), "--seeds", "1,2", "--steps", "5", "--label", "3",
-                 "--out", str(strip), "--gif", str(gif)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "interpolate",
+                str(run),
+                "--seeds",
+                "1,2",
+                "--steps",
+                "5",
+                "--label",
+                "3",
+                "--out",
+                str(strip),
+                "--gif",
+                str(gif),
+            ]
+        )
+        == 0
+    )
     with Image.open(gif) as image:
         assert image.n_frames == 8  # there and back: 5 + 3
     assert main(["morph", str(run), "--classes", "0,9", "--out", str(tmp_path / "m.png")]) == 0
@@ -96,8 +114,15 @@ def test_cli_interpolate_morph_and_truncation(tmp_path, run):
 def test_report_is_self_contained(tmp_path, run):
     assert main(["report", str(run), "--n", "300", "--out", str(tmp_path / "r.html")]) == 0
     page = (tmp_path / "r.html").read_text()
-    for section in ("Training curves", "Samples, one row per class", "Progress (fixed noise)",
-                    "Evaluation", "real floor", "Memorisation check", "Configuration"):  # fmt: skip
+    for section in (
+        "Training curves",
+        "Samples, one row per class",
+        "Progress (fixed noise)",
+        "Evaluation",
+        "real floor",
+        "Memorisation check",
+        "Configuration",
+    ):
         assert section in page, section
     assert page.count("data:image/png;base64,") >= 3 and "data:image/gif;base64," in page
     assert "http://" not in page and "https://" not in page  # nothing to fetch

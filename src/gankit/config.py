@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import tomllib
 import types
 import typing
@@ -189,41 +188,46 @@ class ScheduleConfig:
 
 @dataclass
 class BudgetConfig:
-    """`gankit train --budget`: the iteration count is planned to fit a wall-clock budget.
-
-    The plan is recorded here (and `train.iterations` set): a config with `it_per_s` set is an
-    ordinary run of that many iterations and is never planned again.
-    """
+    """`gankit train --budget`: what the user asked for. The plan that fits it is `BudgetPlan`."""
 
     seconds: float | None = None  # wall-clock budget of the whole run; None: no planning
-    it_per_s: float | None = None  # measured training speed the plan used; None: not planned
+    # revise the plan at log steps from the speed sustained so far, while the learning rate is
+    # still constant (so nothing done so far depends on the total); only in the process that
+    # planned, never when a recorded plan is replayed
+    revise: bool = True
+
+    def __post_init__(self) -> None:
+        _check_positive("budget.seconds", self.seconds, allow_none=True)
+
+
+@dataclass
+class BudgetPlan:
+    """What a budget's planning measured and decided, recorded so that the run replays.
+
+    A config with `budget.seconds` and `plan.it_per_s` set is an ordinary run of
+    `train.iterations` and is never planned again. All None: not planned.
+    """
+
+    it_per_s: float | None = None  # measured training speed the plan used
     grid_s: float | None = None  # measured seconds per fixed-noise grid
     checkpoint_s: float | None = None  # measured seconds per checkpoint
     evaluation_s: float | None = None  # measured seconds of the final evaluation
     plots_s: float | None = None  # measured seconds of the plots drawn at the end
     startup_s: float | None = None  # seconds spent before training (start-up, data, planning)
-    # revise the plan at log steps from the speed sustained so far, while the learning rate is
-    # still constant (so nothing done so far depends on the total); only in the process that
-    # planned, never when a recorded plan is replayed
-    revise: bool = True
     planned_iterations: int | None = None  # train.iterations as first planned, before revisions
     revised_it_per_s: float | None = None  # sustained speed at the last revision; None: none
     revised_at: int | None = None  # iteration of the last revision
 
     def __post_init__(self) -> None:
-        _check_positive("budget.seconds", self.seconds, allow_none=True)
-        _check_positive("budget.it_per_s", self.it_per_s, allow_none=True)
-        _check_positive("budget.revised_it_per_s", self.revised_it_per_s, allow_none=True)
-        _check_positive("budget.revised_at", self.revised_at, allow_none=True)
-        _check_positive("budget.planned_iterations", self.planned_iterations, allow_none=True)
+        for key in ("it_per_s", "revised_it_per_s", "revised_at", "planned_iterations"):
+            _check_positive(f"plan.{key}", getattr(self, key), allow_none=True)
         for key in ("grid_s", "checkpoint_s", "evaluation_s", "plots_s", "startup_s"):
             value = getattr(self, key)
             if value is not None and not 0 <= value < math.inf:
-                raise ConfigError(f"budget.{key} must be a finite number >= 0, got {value!r}")
+                raise ConfigError(f"plan.{key} must be a finite number >= 0, got {value!r}")
 
-    @property
-    def planned(self) -> bool:
-        return self.seconds is not None and self.it_per_s is not None
+
+PLAN_KEYS = tuple(f.name for f in dataclasses.fields(BudgetPlan))
 
 
 @dataclass
@@ -236,6 +240,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
+    plan: BudgetPlan = field(default_factory=BudgetPlan)
 
     def __post_init__(self) -> None:
         train, quirks = self.train, self.quirks
@@ -260,6 +265,11 @@ class RunConfig:
             )
 
     @property
+    def planned(self) -> bool:
+        """Whether a budget's plan is recorded (the run is then never planned again)."""
+        return self.budget.seconds is not None and self.plan.it_per_s is not None
+
+    @property
     def conditional(self) -> bool:
         return self.model.conditioning != "none"
 
@@ -268,7 +278,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RunConfig:
-        return _build(cls, values, "")
+        return _build(cls, upgrade(values), "")
 
     def with_overrides(self, overrides: dict[str, Any]) -> RunConfig:
         """Returns a copy with dotted keys replaced, e.g. {"train.iterations": 100}."""
@@ -279,6 +289,17 @@ class RunConfig:
                 raise ConfigError(f"unknown configuration key {dotted!r}")
             merged[section][key] = value
         return RunConfig.from_dict(merged)
+
+
+def upgrade(values: dict[str, Any]) -> dict[str, Any]:
+    """A config written by gankit 0.3, whose `budget` table held the plan too, in today's
+    layout: the measured keys move to `plan` (run folders and checkpoints of 0.3 resume)."""
+    budget = values.get("budget") if isinstance(values, dict) else None
+    if not isinstance(budget, dict) or not set(budget) & set(PLAN_KEYS) or "plan" in values:
+        return values
+    moved = {key: budget[key] for key in PLAN_KEYS if key in budget}
+    kept = {key: value for key, value in budget.items() if key not in moved}
+    return {**values, "budget": kept, "plan": moved}
 
 
 def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
@@ -330,23 +351,6 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
     raise ConfigError(f"{key} = {value!r}: expected {getattr(hint, '__name__', hint)}")
 
 
-def absolute_data_paths(config: RunConfig, base: str | Path) -> RunConfig:
-    """`data.dataset` (when it names a .npz file or a folder, not a dataset) and `data.data_dir`
-    made absolute against `base`, so that a resume from another directory finds the same data.
-    An unknown bare name stays as it is, for load_dataset's error to name it."""
-    from gankit.data import DATASETS
-
-    data = config.data
-    overrides = {}
-    name = data.dataset
-    is_path = name.endswith(".npz") or "/" in name or name.startswith("~") or Path(name).is_dir()
-    if name not in DATASETS and is_path and not Path(name).is_absolute():
-        overrides["data.dataset"] = os.path.abspath(Path(base) / Path(data.dataset).expanduser())
-    if data.data_dir is not None and not Path(data.data_dir).is_absolute():
-        overrides["data.data_dir"] = os.path.abspath(Path(base) / Path(data.data_dir).expanduser())
-    return config.with_overrides(overrides) if overrides else config
-
-
 def parse_value(text: str) -> Any:
     """Parses a command-line override value: JSON if it parses (numbers, lists, true/null)."""
     try:
@@ -388,8 +392,11 @@ def load_preset(name: str, budget: bool = False) -> RunConfig:
 def budget_choices(name: str) -> dict[str, Any]:
     """The preset's `[on_budget]` choices as dotted keys ({} when it has none)."""
     choices = _preset_values(name).get("on_budget", {})
-    return {f"{section}.{key}": value for section, table in choices.items()
-            for key, value in table.items()}  # fmt: skip
+    return {
+        f"{section}.{key}": value
+        for section, table in choices.items()
+        for key, value in table.items()
+    }
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

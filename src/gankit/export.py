@@ -28,10 +28,11 @@ import torch
 from torch import nn
 
 from gankit._version import __version__
-from gankit.config import RunConfig
 from gankit.errors import ConfigError, UsageError
+from gankit.images import save_grid
+from gankit.loading import LoadedGenerator, load_generator
 from gankit.run import ExportFolder
-from gankit.sampling import LoadedGenerator, balanced_labels, save_grid
+from gankit.sampling import balanced_labels
 
 logger = logging.getLogger(__name__)
 
@@ -74,11 +75,14 @@ class Contract:
                 "shape": ["N", self.latent_dim],
                 "dtype": "float32",
                 "distribution": "standard normal N(0, 1), one row per image",
-            },  # fmt: skip
+            },
         }
         if self.num_classes:
-            inputs["labels"] = {"shape": ["N"], "dtype": "int64",
-                                "range": [0, self.num_classes - 1]}  # fmt: skip
+            inputs["labels"] = {
+                "shape": ["N"],
+                "dtype": "int64",
+                "range": [0, self.num_classes - 1],
+            }
         return {
             "inputs": inputs,
             "output": {
@@ -87,7 +91,7 @@ class Contract:
                 "dtype": "float32",
                 "range": [-1.0, 1.0],
                 "to_uint8": "round((x + 1) * 127.5)",
-            },  # fmt: skip
+            },
             "batch": [1, MAX_BATCH],
         }
 
@@ -123,9 +127,15 @@ def write_model(loaded: LoadedGenerator, fmt: str, path: Path) -> None:
         with warnings.catch_warnings():  # z's and labels' batch axes are one: it says so
             warnings.filterwarnings("ignore", message="# The axis name", category=UserWarning)
             torch.onnx.export(
-                program, example, str(path), input_names=names, output_names=["images"],
-                dynamic_shapes=shapes, dynamo=True, verbose=False,
-            )  # fmt: skip
+                program,
+                example,
+                str(path),
+                input_names=names,
+                output_names=["images"],
+                dynamic_shapes=shapes,
+                dynamo=True,
+                verbose=False,
+            )
     else:
         raise UsageError(f"unknown export format {fmt!r}; choose from {sorted(FORMATS)}")
 
@@ -142,20 +152,17 @@ def sha256(path: Path) -> str:
 def evaluate_export(loaded: LoadedGenerator, device: str) -> dict[str, Any]:
     """A fresh evaluation (5,000 samples, seed 0) and the real-data floor, or why there is
     none."""
-    from gankit.metrics.evaluate import Evaluator, real_floor_images
+    from gankit.evaluation import evaluate
     from gankit.metrics.features import EXTRACTORS
-    from gankit.sampling import sample_balanced
 
     data = loaded.config.data
     if data.dataset not in EXTRACTORS:
-        return {"note": f"Not evaluated: dataset {data.dataset!r} has no domain classifier "
-                        f"({', '.join(sorted(EXTRACTORS))} have one)"}  # fmt: skip
-    evaluator = Evaluator.load(data.dataset, data_dir=data.data_dir, device=device)
-    images, labels = sample_balanced(loaded.model, EVAL_SAMPLES, EVAL_SEED, device)
-    result = evaluator(images, labels, EVAL_SEED)
-    real, real_labels, floor_what = real_floor_images(data.dataset, EVAL_SAMPLES, data.data_dir)
-    floor = evaluator(real, real_labels if labels is not None else None, EVAL_SEED)
-    return {"result": result, "floor": floor, "floor_what": floor_what}
+        return {
+            "note": f"Not evaluated: dataset {data.dataset!r} has no domain classifier "
+            f"({', '.join(sorted(EXTRACTORS))} have one)"
+        }
+    found = evaluate(loaded, n=EVAL_SAMPLES, seed=EVAL_SEED, device=device)
+    return {"result": found.result, "floor": found.floor, "floor_what": found.floor_what}
 
 
 def export_run(
@@ -169,8 +176,6 @@ def export_run(
     device: str = "cpu",
 ) -> Path:
     """Exports the run's generator to `out` (see the module docstring); returns `out`."""
-    from gankit.sampling import load_generator
-
     if fmt not in FORMATS:
         raise UsageError(f"unknown export format {fmt!r}; choose from {sorted(FORMATS)}")
     if ExportFolder(run).is_export():
@@ -182,13 +187,22 @@ def export_run(
     folder.create(overwrite)
     contract = contract_of(loaded)
     manifest = {
-        "gankit_export": 1, "complete": False, "format": fmt, "file": FORMATS[fmt],
-        "gankit_version": __version__, "num_classes": loaded.num_classes,
-        "latent_dim": contract.latent_dim, "image_shape": list(contract.image_shape),
-        "source": {"run": str(Path(run).resolve()), "checkpoint": str(loaded.checkpoint.resolve()),
-                   "step": loaded.step, "ema": loaded.ema},
+        "gankit_export": 1,
+        "complete": False,
+        "format": fmt,
+        "file": FORMATS[fmt],
+        "gankit_version": __version__,
+        "num_classes": loaded.num_classes,
+        "latent_dim": contract.latent_dim,
+        "image_shape": list(contract.image_shape),
+        "source": {
+            "run": str(Path(run).resolve()),
+            "checkpoint": str(loaded.checkpoint.resolve()),
+            "step": loaded.step,
+            "ema": loaded.ema,
+        },
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-    }  # fmt: skip
+    }
     folder.write_manifest(manifest)
     model_path = folder.path / FORMATS[fmt]
     write_model(loaded, fmt, model_path)
@@ -205,45 +219,29 @@ def export_run(
     loaded.model.cpu()
     (folder.path / "model_card.md").write_text(model_card(loaded, fmt, contract, evaluation))
     manifest.update(
-        complete=True, contract=contract.to_dict(), sha256=sha256(model_path),
-        evaluation=evaluation.get("result"), evaluation_note=evaluation.get("note"),
-    )  # fmt: skip
+        complete=True,
+        contract=contract.to_dict(),
+        sha256=sha256(model_path),
+        evaluation=evaluation.get("result"),
+        evaluation_note=evaluation.get("note"),
+    )
     folder.write_manifest(manifest)
     return folder.path
 
 
-def load_export(path: str | Path, device: str | torch.device = "cpu") -> LoadedGenerator:
-    """A safetensors export as a LoadedGenerator (`gankit.load_generator(DIR)` calls this)."""
-    from safetensors.torch import load_file
-
-    from gankit.models import build_models
-
-    folder = ExportFolder(path)
-    manifest = folder.read_manifest()
-    if not manifest.get("complete"):
-        raise UsageError(f"export {str(path)!r} is incomplete (interrupted): export it again")
-    if manifest["format"] != "safetensors":
-        raise UsageError(
-            f"export {str(path)!r} is {manifest['format']}: gankit loads safetensors exports; "
-            "read this one with onnxruntime or torch.export.load (see its model_card.md)"
-        )
-    config = RunConfig.from_dict(json.loads((folder.path / "config.json").read_text()))
-    shape = tuple(manifest["image_shape"])
-    generator, _ = build_models(config.model, shape, manifest["num_classes"])
-    generator.load_state_dict(load_file(str(folder.path / manifest["file"])))
-    generator.to(device).eval()
-    model_path = folder.path / manifest["file"]
-    return LoadedGenerator(generator, config, manifest["num_classes"], shape,
-                           manifest["source"]["step"], model_path, {},
-                           ema=manifest["source"]["ema"])  # fmt: skip
-
-
 # --- the model card ------------------------------------------------------------------------------
 
-CARD_FIGURES = [("fid", "FID"), ("kid", "KID"), ("is", "IS"), ("precision", "precision"),
-                ("recall", "recall"), ("coverage", "coverage"),
-                ("classes_covered", "classes covered"), ("cond_acc", "conditional accuracy"),
-                ("copy_rate", "copy rate")]  # fmt: skip
+CARD_FIGURES = [
+    ("fid", "FID"),
+    ("kid", "KID"),
+    ("is", "IS"),
+    ("precision", "precision"),
+    ("recall", "recall"),
+    ("coverage", "coverage"),
+    ("classes_covered", "classes covered"),
+    ("cond_acc", "conditional accuracy"),
+    ("copy_rate", "copy rate"),
+]
 
 
 def _fmt(value: Any) -> str:
@@ -291,8 +289,11 @@ def model_card(
     config, model = loaded.config, loaded.config.model
     classes = contract.num_classes
     kind = f"conditional ({classes} classes)" if classes else "unconditional"
-    width = (f"base width {model.channels}" if model.architecture != "mlp"
-             else f"hidden widths {model.g_hidden}")  # fmt: skip
+    width = (
+        f"base width {model.channels}"
+        if model.architecture != "mlp"
+        else f"hidden widths {model.g_hidden}"
+    )
     lines = [
         f"# {config.preset or 'gankit'} generator ({fmt})",
         "",

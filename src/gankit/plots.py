@@ -1,5 +1,7 @@
-"""Plots of a run's metrics with matplotlib's Agg backend.
+"""Plots of a run's metrics, drawn on `matplotlib.figure.Figure` objects.
 
+A `Figure` made directly (not through pyplot) renders with the Agg canvas and touches no global
+state: gankit never switches the backend of the process it runs in (a notebook's included).
 matplotlib is imported inside the functions that draw (here and in `metrics.memorisation`), so
 that training, sampling and serving start without it.
 """
@@ -15,13 +17,11 @@ def plot_losses(rows: list[dict[str, Any]], path: str | Path, title: str = "") -
     rows = [r for r in rows if "d_loss" in r]  # training rows (evaluation rows have "fid")
     if not rows:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    from matplotlib.figure import Figure
 
     steps = [r["step"] for r in rows]
-    fig, (ax_loss, ax_acc) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    fig = Figure(figsize=(8, 6))
+    ax_loss, ax_acc = fig.subplots(2, 1, sharex=True)
     ax_loss.plot(steps, [r["d_loss"] for r in rows], label="D loss")
     ax_loss.plot(steps, [r["g_loss"] for r in rows], label="G loss")
     ax_loss.set_ylabel("loss (window mean)")
@@ -39,13 +39,11 @@ def plot_metrics(rows: list[dict[str, Any]], path: str | Path) -> Path | None:
     rows = [r for r in rows if r.get("kind") == "eval"]
     if not rows:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    from matplotlib.figure import Figure
 
     steps = [r["step"] for r in rows]
-    fig, (ax_fid, ax_acc) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    fig = Figure(figsize=(8, 6))
+    ax_fid, ax_acc = fig.subplots(2, 1, sharex=True)
     fids = [float("nan") if r["fid"] is None else r["fid"] for r in rows]  # undefined: a gap
     ax_fid.plot(steps, fids, marker="o", label="FID")
     ax_fid.set_ylabel(f"FID ({rows[-1]['extractor']} features)")
@@ -63,9 +61,7 @@ def plot_metrics(rows: list[dict[str, Any]], path: str | Path) -> Path | None:
 
 
 def _finish_percent_axis_and_save(fig: Any, ax: Any, path: str | Path) -> Path:
-    """Labels the shared lower axis (0-100%, iterations), then writes and closes the figure."""
-    from matplotlib import pyplot as plt
-
+    """Labels the shared lower axis (0-100%, iterations), then writes the figure."""
     ax.set_xlabel("iteration")
     ax.set_ylim(-2, 102)
     ax.legend()
@@ -73,5 +69,4 @@ def _finish_percent_axis_and_save(fig: Any, ax: Any, path: str | Path) -> Path:
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

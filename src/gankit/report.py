@@ -12,28 +12,30 @@ from pathlib import Path
 import torch
 
 from gankit.data import load_dataset
-from gankit.metrics.evaluate import DEFAULT_N, DEFAULT_SEED, Evaluator, real_floor_images
+from gankit.evaluation import evaluate
+from gankit.images import grid_png
+from gankit.loading import LoadedGenerator, load_generator
 from gankit.metrics.features import EXTRACTORS
 from gankit.metrics.memorisation import nearest_training_images, plot_neighbours
+from gankit.metrics.suite import DEFAULT_N, DEFAULT_SEED, Evaluator
 from gankit.plots import plot_losses, plot_metrics
 from gankit.run import RunFolder
-from gankit.sampling import (
-    LoadedGenerator,
-    balanced_labels,
-    grid_png,
-    load_generator,
-    sample,
-    sample_balanced,
-)
+from gankit.sampling import balanced_labels, sample
 from gankit.visuals import progress_frames, progress_gif
 
 ROWS = [  # key, label, lower is better
-    ("fid", "FID", True), ("kid", "KID", True), ("is", "IS", False),
-    ("precision", "precision", False), ("recall", "recall", False),
-    ("density", "density", False), ("coverage", "coverage", False),
-    ("classes_covered", "classes covered", False), ("cond_acc", "conditional accuracy", False),
-    ("intra_fid", "intra-class FID", True), ("copy_rate", "copy rate", True),
-]  # fmt: skip
+    ("fid", "FID", True),
+    ("kid", "KID", True),
+    ("is", "IS", False),
+    ("precision", "precision", False),
+    ("recall", "recall", False),
+    ("density", "density", False),
+    ("coverage", "coverage", False),
+    ("classes_covered", "classes covered", False),
+    ("cond_acc", "conditional accuracy", False),
+    ("intra_fid", "intra-class FID", True),
+    ("copy_rate", "copy rate", True),
+]
 STYLE = """body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em;
 color:#222}h1{margin-bottom:0}table{border-collapse:collapse}td,th{border:1px solid #ccc;
 padding:4px 10px;text-align:right}th:first-child,td:first-child{text-align:left}
@@ -88,22 +90,22 @@ def _sample_sections(loaded: LoadedGenerator, run_dir: Path, tmp: Path) -> list[
 def _evaluation_sections(loaded: LoadedGenerator, n: int, tmp: Path) -> list[tuple[str, str]]:
     """The metric table beside the real-data floor, and the memorisation check."""
     data = loaded.config.data
-    evaluator = Evaluator.load(data.dataset, data_dir=data.data_dir)
     # evaluate's own sampling and seed: the report's figures are `gankit evaluate RUN`'s
-    images, labels = sample_balanced(loaded.model, n, DEFAULT_SEED)
-    result = evaluator(images, labels, DEFAULT_SEED)
-    real_images, real_labels, floor_what = real_floor_images(data.dataset, n, data.data_dir)
-    floor = evaluator(real_images, real_labels if labels is not None else None)
+    evaluator = Evaluator.load(data.dataset, data_dir=data.data_dir)
+    found = evaluate(loaded, n=n, seed=DEFAULT_SEED, evaluator=evaluator)
+    result = found.result
     note = (
         f'<p class="note">{n} samples; features {result["extractor"]} '
-        f"({result['extractor_weights']}); floor: {html.escape(floor_what)}.</p>"
+        f"({result['extractor_weights']}); floor: {html.escape(found.floor_what)}.</p>"
     )
     train = load_dataset(data.dataset, "train", data.data_dir)
-    shown = images[torch.linspace(0, n - 1, 8).long()]
+    shown = found.images[torch.linspace(0, n - 1, 8).long()]
     neighbours = nearest_training_images(shown, train, evaluator.extractor)
     figure = plot_neighbours(shown, train, neighbours, tmp / "memorisation.png")
-    return [("Evaluation", _evaluation_table(result, floor) + note),
-            ("Memorisation check", _png(figure))]  # fmt: skip
+    return [
+        ("Evaluation", _evaluation_table(result, found.floor) + note),
+        ("Memorisation check", _png(figure)),
+    ]
 
 
 def write_report(

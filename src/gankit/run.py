@@ -2,7 +2,8 @@
 
     RUN/
       .gankit-run          marker, written first: this folder is a gankit run
-      .lock                held (flock) by the process training into the folder; holds its pid
+      .lock                held (filelock) by the process training into the folder
+      .lock-holder         who holds it: "pid N on HOST"
       config.json          the fully resolved configuration
       metrics.jsonl        one JSON row per logging window or evaluation
       fixed_noise.pt       the noise and labels of the progress grids
@@ -12,7 +13,8 @@
 
 Only a folder that is recognisably a run (marker or config.json) is ever replaced, and never
 the current or home directory or one of their parents; a run being trained is locked against a
-second writer, and the lock of a dead process does not count (flock is released at exit).
+second writer, and the lock of a dead process does not count (the operating system releases
+it at exit: `flock` on Linux and macOS, `msvcrt.locking` on Windows, through `filelock`).
 Readers (sample, evaluate, report, serve) take no lock: checkpoints are written atomically, and
 "latest" means the newest checkpoint that can be read.
 """
@@ -20,7 +22,6 @@ Readers (sample, evaluate, report, serve) take no lock: checkpoints are written 
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+import filelock
 import torch
 
 from gankit.checkpoint import Checkpoint, atomic_save, load_checkpoint, save_checkpoint
@@ -42,6 +44,7 @@ logger = logging.getLogger(__name__)
 MARKER = ".gankit-run"
 EXPORT_MANIFEST = "gankit-export.json"  # marks an export folder (`gankit export`)
 LOCK = ".lock"
+LOCK_HOLDER = ".lock-holder"
 _STEP_FILE = re.compile(r"step_(\d{7})\.pt$")
 
 
@@ -50,7 +53,7 @@ class RunFolder:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._lock_file: IO[str] | None = None
+        self._lock: filelock.BaseFileLock | None = None
 
     # --- layout ----------------------------------------------------------------------------
 
@@ -94,7 +97,8 @@ class RunFolder:
         and the run it points at replaced)."""
         if self.path.exists() and not self.path.is_dir():
             raise RunFolderError(f"run folder {str(self.path)!r} exists and is not a folder")
-        if self.path.is_dir() and any(p.name != LOCK for p in self.path.iterdir()):
+        ours = (LOCK, LOCK_HOLDER)
+        if self.path.is_dir() and any(p.name not in ours for p in self.path.iterdir()):
             if not overwrite:
                 raise RunFolderError(
                     f"run folder {str(self.path)!r} exists and is not empty; pass --overwrite to "
@@ -120,36 +124,29 @@ class RunFolder:
 
     def _clear(self) -> None:
         """Deletes everything in the (resolved) folder but the lock file we hold."""
-        clear_folder(self.path, keep=(LOCK,))
+        clear_folder(self.path, keep=(LOCK, LOCK_HOLDER))
 
     def lock(self) -> None:
         """Takes the folder's exclusive lock for the life of this process (or `unlock`)."""
-        if self._lock_file is not None:
+        if self._lock is not None:
             return
-        handle = open(self.path / LOCK, "a+")
+        lock = filelock.FileLock(self.path / LOCK, timeout=0)
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            if error.errno in (errno.EAGAIN, errno.EACCES):
-                raise RunFolderError(
-                    f"run folder {str(self.path)!r} is being trained by {holder}; wait for it to "
-                    "finish or stop it first"
-                ) from None
-            raise
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        handle.flush()
-        self._lock_file = handle
+            lock.acquire()
+        except filelock.Timeout:
+            holder_file = self.path / LOCK_HOLDER
+            holder = holder_file.read_text().strip() if holder_file.is_file() else ""
+            raise RunFolderError(
+                f"run folder {str(self.path)!r} is being trained by {holder or 'another process'}"
+                "; wait for it to finish or stop it first"
+            ) from None
+        (self.path / LOCK_HOLDER).write_text(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        self._lock = lock
 
     def unlock(self) -> None:
-        if self._lock_file is not None:
-            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-            self._lock_file.close()
-            self._lock_file = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     @contextmanager
     def locked(self) -> Iterator[RunFolder]:
@@ -276,8 +273,9 @@ class RunFolder:
             if broken:
                 logger.warning(
                     "checkpoint %s cannot be read; using the newest readable one, %s",
-                    ", ".join(broken), path.name,
-                )  # fmt: skip
+                    ", ".join(broken),
+                    path.name,
+                )
             return path, checkpoint
         if found:
             raise CheckpointError(

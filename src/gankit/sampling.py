@@ -1,85 +1,21 @@
-"""Generating images: load a trained generator, sample, convert, and draw grids.
+"""Generating images: noise, labels, `sample` and the run's progress grid.
 
-Grids are drawn with numpy and Pillow in a few lines, so that gankit does without torchvision
-(whose wheels do not install beside every torch build).
+Loading a generator is `gankit.loading`'s; converting and laying out images is `gankit.images`'.
 """
 
 from __future__ import annotations
 
-import io
 import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
-from gankit.checkpoint import load_checkpoint
-from gankit.config import RunConfig
 from gankit.errors import UsageError
-from gankit.models import build_models
+from gankit.images import save_grid
 from gankit.models.conditioning import check_labels
-from gankit.run import ExportFolder, RunFolder
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class LoadedGenerator:
-    """A generator restored from a run, ready to sample.
-
-    Attributes:
-        model: the generator in eval mode (the EMA weights when the checkpoint has them).
-        config: the run's configuration.
-        num_classes: classes of a conditional model, 0 for an unconditional one.
-        image_shape: (C, H, W).
-        step: training iterations of the checkpoint.
-        checkpoint: the file it came from.
-        metrics: figures stored in the checkpoint.
-        ema: whether the weights are the EMA of G's.
-    """
-
-    model: nn.Module
-    config: RunConfig
-    num_classes: int
-    image_shape: tuple[int, int, int]
-    step: int
-    checkpoint: Path
-    metrics: dict[str, Any]
-    ema: bool = False
-
-
-def load_generator(
-    run_dir: str | Path, checkpoint: str = "latest", device: str | torch.device = "cpu"
-) -> LoadedGenerator:
-    """Loads the generator of a run ("latest", "best" or a checkpoint path), or of a
-    safetensors export folder (`gankit export`; `checkpoint` must then be "latest")."""
-    if ExportFolder(run_dir).is_export():
-        from gankit.export import load_export
-
-        if checkpoint != "latest":
-            raise UsageError(f"{str(run_dir)!r} is an export: it has one generator, no checkpoints")
-        return load_export(run_dir, device)
-    path = RunFolder(run_dir).resolve(checkpoint)
-    state = load_checkpoint(path, map_location=device)
-    config = RunConfig.from_dict(state.config)
-    generator, _ = build_models(config.model, state.image_shape, state.num_classes)
-    weights = state.generator_ema if state.generator_ema is not None else state.generator
-    generator.load_state_dict(weights)
-    generator.to(device).eval()
-    return LoadedGenerator(
-        generator,
-        config,
-        state.num_classes,
-        state.image_shape,
-        state.step,
-        path,
-        state.metrics,
-        ema=state.generator_ema is not None,
-    )
 
 
 def balanced_labels(n: int, num_classes: int) -> torch.Tensor:
@@ -161,58 +97,6 @@ def sample_balanced(
     labels = balanced_labels(n, classes) if classes else None
     generator = torch.Generator().manual_seed(seed)
     return sample(model, n, labels=labels, generator=generator, device=device), labels
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """float (N, C, H, W) in [-1, 1] -> uint8 (N, H, W) for C = 1, (N, H, W, C) otherwise.
-
-    The only place where generated pixels are converted: round((x + 1) * 127.5), clipped.
-    """
-    pixels = ((images.detach().cpu().float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
-    pixels = pixels.permute(0, 2, 3, 1).numpy()  # (N, C, H, W) -> (N, H, W, C)
-    return pixels[..., 0] if pixels.shape[3] == 1 else pixels
-
-
-def make_grid(
-    pixels: np.ndarray, ncol: int, titles: list[str] | None = None, scale: int = 3, pad: int = 2
-) -> Image.Image:
-    """Lays uint8 images (N, H, W[, C]) out in rows of `ncol`, with an optional title each."""
-    n = len(pixels)
-    if n == 0:
-        raise UsageError("make_grid needs at least one image")
-    rows = -(-n // ncol)
-    mode = "L" if pixels.ndim == 3 else "RGB"
-    height, width = pixels.shape[1] * scale, pixels.shape[2] * scale
-    title_h = 16 if titles else 0
-    cell_w, cell_h = width + pad, height + pad + title_h
-    canvas = Image.new(mode, (ncol * cell_w + pad, rows * cell_h + pad), color=255 if titles else 0)
-    draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default(size=12) if titles else None
-    for i, array in enumerate(pixels):
-        x, y = pad + (i % ncol) * cell_w, pad + (i // ncol) * cell_h
-        tile = Image.fromarray(array, mode).resize((width, height), Image.Resampling.NEAREST)
-        canvas.paste(tile, (x, y + title_h))
-        if titles:
-            draw.text((x + width // 2, y + title_h // 2), titles[i], fill=0, font=font, anchor="mm")
-    return canvas
-
-
-def grid_png(images: torch.Tensor, ncol: int) -> bytes:
-    """PNG bytes of a grid of float images in [-1, 1] (for web responses and HTML reports)."""
-    buffer = io.BytesIO()
-    make_grid(to_uint8(images), ncol=ncol).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def save_grid(
-    images: torch.Tensor | np.ndarray, path: str | Path, ncol: int, titles: list[str] | None = None
-) -> Path:
-    """Saves float images in [-1, 1] (N, C, H, W) or uint8 images as one PNG grid."""
-    pixels = to_uint8(images) if isinstance(images, torch.Tensor) else images
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    make_grid(pixels, ncol, titles).save(path)
-    return path
 
 
 def fixed_noise_grid(

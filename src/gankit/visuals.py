@@ -14,8 +14,9 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
 from gankit.errors import MissingFileError, UsageError
+from gankit.images import make_grid, to_uint8
 from gankit.models.conditioning import check_labels
-from gankit.sampling import draw_noise, make_grid, sample, to_uint8
+from gankit.sampling import draw_noise, sample
 
 
 def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

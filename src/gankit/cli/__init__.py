@@ -71,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception:  # a bug in gankit: never blamed on the user
         traceback.print_exc()
-        print(f"gankit {args.command}: internal error (a bug in gankit; please report it with "
-              "the traceback above)", file=sys.stderr)  # fmt: skip
+        print(
+            f"gankit {args.command}: internal error (a bug in gankit; please report it with "
+            "the traceback above)",
+            file=sys.stderr,
+        )
         return 1

@@ -14,12 +14,18 @@ from gankit.cli.ranges import SEED, int_in
 # --- gankit evaluate ----------------------------------------------------------------------------
 
 TABLE = [  # key, label, lower is better
-    ("fid", "FID", True), ("kid", "KID", True), ("is", "IS", False),
-    ("precision", "precision", False), ("recall", "recall", False), ("density", "density", False),
-    ("coverage", "coverage", False), ("classes_covered", "classes covered", False),
-    ("cond_acc", "conditional accuracy", False), ("intra_fid", "intra-class FID", True),
+    ("fid", "FID", True),
+    ("kid", "KID", True),
+    ("is", "IS", False),
+    ("precision", "precision", False),
+    ("recall", "recall", False),
+    ("density", "density", False),
+    ("coverage", "coverage", False),
+    ("classes_covered", "classes covered", False),
+    ("cond_acc", "conditional accuracy", False),
+    ("intra_fid", "intra-class FID", True),
     ("copy_rate", "copy rate", True),
-]  # fmt: skip
+]
 
 
 def add_evaluate_parser(subparsers: Any) -> None:
@@ -51,68 +57,44 @@ def add_evaluate_parser(subparsers: Any) -> None:
     p.set_defaults(handler=cmd_evaluate)
 
 
-def evaluation_inputs(
-    args: argparse.Namespace,
-) -> tuple[str, Any, torch.Tensor | None, str, int | None]:
-    """(dataset, images, labels, description, the run's iteration or None) for `gankit
-    evaluate`."""
-    from gankit.metrics.evaluate import load_npz_samples, real_floor_images
-    from gankit.metrics.features import EXTRACTORS
-    from gankit.sampling import load_generator, sample_balanced
-
-    if args.real == bool(args.target):
-        raise UsageError("give a run folder or a samples .npz, or --real (not both)")
-    if args.n < 2:
-        raise UsageError(f"--n must be >= 2, got {args.n}")
-    dataset = args.dataset
-    if args.target and Path(args.target).is_dir():
-        loaded = load_generator(args.target, args.checkpoint, args.device)
-        dataset = dataset or loaded.config.data.dataset
-        images, labels = sample_balanced(loaded.model, args.n, args.seed, args.device)
-        what = f"{args.target} (iteration {loaded.step}, n={args.n})"
-        return dataset, images, labels, what, loaded.step
-    if not dataset:
-        raise UsageError("give --dataset NAME, the real data to compare against")
-    if dataset not in EXTRACTORS:
-        raise UsageError(
-            f"no domain classifier for dataset {dataset!r}; choose from {sorted(EXTRACTORS)}"
-        )
-    if args.real:
-        images, labels, what = real_floor_images(dataset, args.n, args.data_dir)
-        return dataset, images, labels, f"real images: {what}", None
-    images, labels = load_npz_samples(args.target)
-    return dataset, images, labels, args.target, None
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from gankit.metrics.evaluate import Evaluator, real_floor_images
-    from gankit.run import RunFolder
+    from gankit.evaluation import evaluate
+    from gankit.metrics.suite import real_floor_images
 
-    dataset, images, labels, what, step = evaluation_inputs(args)
-    evaluator = Evaluator.load(
-        dataset, args.weights, args.data_dir, extractor=args.extractor, device=args.device
+    if args.real == bool(args.target):
+        raise UsageError("give a run folder or a samples .npz, or --real (not both)")
+    if not args.target or not Path(args.target).is_dir():
+        if not args.dataset:
+            raise UsageError("give --dataset NAME, the real data to compare against")
+    source, labels, what = args.target, None, args.target
+    if args.real:
+        from gankit.metrics.features import EXTRACTORS
+
+        if args.dataset not in EXTRACTORS:
+            raise UsageError(
+                f"no domain classifier for dataset {args.dataset!r}; choose from "
+                f"{sorted(EXTRACTORS)}"
+            )
+        source, labels, floor_what = real_floor_images(args.dataset, args.n, args.data_dir)
+        what = f"real images: {floor_what}"
+    found = evaluate(
+        source,
+        labels=labels,
+        dataset=args.dataset,
+        n=args.n,
+        seed=args.seed,
+        checkpoint=args.checkpoint,
+        data_dir=args.data_dir,
+        extractor=args.extractor,
+        weights=args.weights,
+        floor=not (args.no_floor or args.real or args.json),
+        device=args.device,
     )
-    result = evaluator(images, labels, args.seed)
-    floor, floor_what = None, None
-    if not args.no_floor and not args.real and not args.json:
-        real_images, real_labels, floor_what = real_floor_images(
-            dataset, len(images), args.data_dir
-        )
-        floor = evaluator(real_images, real_labels if labels is not None else None, args.seed)
-    run = RunFolder(args.target) if step is not None else None
-    if run is not None and run.is_run():  # for `gankit serve` and anyone reading the folder
-        run.write_evaluation(
-            {
-                "step": step,
-                "checkpoint": args.checkpoint,
-                "seed": args.seed,
-                "result": result,
-                "floor": floor,
-                "floor_what": floor_what,
-            }  # fmt: skip
-        )
+    result, floor, floor_what = found.result, found.floor, found.floor_what
+    what = found.what if found.step is not None else what
+    labels = found.labels
     if args.json:
         print(json.dumps(result))
         return 0

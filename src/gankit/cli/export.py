@@ -20,9 +20,10 @@ def add_export_parser(subparsers: Any) -> None:
         "--overwrite", action="store_true", help="replace an earlier export (only an export)"
     )
     p.add_argument(
-        "--no-eval", action="store_true",
+        "--no-eval",
+        action="store_true",
         help="skip the fresh evaluation (5,000 samples) that the model card reports",
-    )  # fmt: skip
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (for the evaluation)")
     p.set_defaults(handler=cmd_export)
 
@@ -31,8 +32,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     from gankit.export import export_run
 
     out = export_run(
-        args.run, args.format, args.out, checkpoint=args.checkpoint, overwrite=args.overwrite,
-        evaluate=not args.no_eval, device=args.device,
-    )  # fmt: skip
+        args.run,
+        args.format,
+        args.out,
+        checkpoint=args.checkpoint,
+        overwrite=args.overwrite,
+        evaluate=not args.no_eval,
+        device=args.device,
+    )
     print(f"exported {args.format} to {out}: see {out / 'model_card.md'}")
     return 0

@@ -61,7 +61,9 @@ def requested_labels(args: argparse.Namespace, num_classes: int) -> torch.Tensor
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from gankit.sampling import load_generator, sample, save_grid, to_uint8
+    from gankit.images import save_grid, to_uint8
+    from gankit.loading import load_generator
+    from gankit.sampling import sample
 
     if args.n < 1:
         raise UsageError(f"--n must be >= 1, got {args.n}")
@@ -69,9 +71,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
     labels = requested_labels(args, loaded.num_classes)
     rng = torch.Generator().manual_seed(args.seed)
     images = sample(
-        loaded.model, args.n, labels=labels, generator=rng, device=args.device,
+        loaded.model,
+        args.n,
+        labels=labels,
+        generator=rng,
+        device=args.device,
         truncation=args.truncation,
-    )  # fmt: skip
+    )
     out = Path(args.out) if args.out else Path(args.run) / "samples.npz"
     arrays = {"images": to_uint8(images)}
     if labels is not None:
@@ -144,7 +150,7 @@ def _write_strip(images: torch.Tensor, out: str, gif: str | None) -> None:
 
 
 def cmd_interpolate(args: argparse.Namespace) -> int:
-    from gankit.sampling import load_generator
+    from gankit.loading import load_generator
     from gankit.visuals import interpolate
 
     seed_a, seed_b = _two_ints(args.seeds, "--seeds")
@@ -158,7 +164,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
 
 def cmd_morph(args: argparse.Namespace) -> int:
-    from gankit.sampling import load_generator
+    from gankit.loading import load_generator
     from gankit.visuals import class_morph
 
     label_a, label_b = _two_ints(args.classes, "--classes")
@@ -206,6 +212,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(args.run, args.checkpoint, args.device)
     print(f"serving {args.run} on http://{args.host}:{args.port}/ (Ctrl-C stops)")
     # every request is bounded, and shutdown waits at most 3 s for those in flight
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
-                timeout_graceful_shutdown=3)  # fmt: skip
+    uvicorn.run(
+        app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=3
+    )
     return 0

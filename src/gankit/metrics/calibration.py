@@ -16,9 +16,9 @@ import torch
 from gankit.data import load_dataset
 from gankit.metrics.classifier import stratified_split
 from gankit.metrics.corruptions import blur, speckle
-from gankit.metrics.evaluate import evaluate_images
 from gankit.metrics.features import Extractor, extract, load_extractor
 from gankit.metrics.reference import build_reference
+from gankit.metrics.suite import evaluate_images
 
 SPECKLE = (0.0, 0.01, 0.02, 0.05, 0.10)  # share of pixels
 BLUR = (0.0, 0.5, 1.0, 2.0)  # sigma, pixels (0: none)

@@ -55,13 +55,11 @@ def plot_neighbours(
 ) -> Path:
     """Columns: generated image, its nearest training image by features, by pixels (with the
     distances in the titles)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the process's backend is left alone
 
     n = len(generated)
-    fig, axes = plt.subplots(3, n, figsize=(1.3 * n, 4.6), squeeze=False)
+    fig = Figure(figsize=(1.3 * n, 4.6))
+    axes = fig.subplots(3, n, squeeze=False)
     rows = [
         ("generated", generated, None),
         ("nearest (features)", train.images[neighbours.feature_index], neighbours.feature_distance),
@@ -81,5 +79,4 @@ def plot_neighbours(
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=90)
-    plt.close(fig)
     return path

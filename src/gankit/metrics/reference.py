@@ -103,9 +103,16 @@ def build_reference(
     if train_features is None:
         return RealReference(name, len(features), mu, sigma, class_mu, class_sigma, subset)
     return RealReference(
-        name, len(features), mu, sigma, class_mu, class_sigma, subset,
-        train_features.float(), copy_threshold(train_features),
-    )  # fmt: skip
+        name,
+        len(features),
+        mu,
+        sigma,
+        class_mu,
+        class_sigma,
+        subset,
+        train_features.float(),
+        copy_threshold(train_features),
+    )
 
 
 def nearest_distances(
@@ -144,11 +151,16 @@ def load_reference(
         with np.load(path) as f:
             if "copy_threshold" in f.files:  # else written by an older gankit: recomputed
                 return RealReference(
-                    str(f["name"]), int(f["n"]), f["mu"], f["sigma"], _none_if_empty(f["class_mu"]),
-                    _none_if_empty(f["class_sigma"]), torch.from_numpy(f["subset"]),
+                    str(f["name"]),
+                    int(f["n"]),
+                    f["mu"],
+                    f["sigma"],
+                    _none_if_empty(f["class_mu"]),
+                    _none_if_empty(f["class_sigma"]),
+                    torch.from_numpy(f["subset"]),
                     _none_if_empty(torch.from_numpy(f["train_features"])),
                     None if np.isnan(f["copy_threshold"]) else float(f["copy_threshold"]),
-                )  # fmt: skip
+                )
     logger.info("computing reference statistics of %s/%s with %s", dataset, split, extractor.name)
     ref = compute_reference(dataset, split, extractor, data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -159,13 +171,17 @@ def load_reference(
         with os.fdopen(fd, "wb") as f:
             empty = np.zeros(0, dtype=np.float32)  # what is not computed is stored empty
             np.savez(
-                f, name=ref.name, n=ref.n, mu=ref.mu, sigma=ref.sigma,
+                f,
+                name=ref.name,
+                n=ref.n,
+                mu=ref.mu,
+                sigma=ref.sigma,
                 class_mu=empty if ref.class_mu is None else ref.class_mu,
                 class_sigma=empty if ref.class_sigma is None else ref.class_sigma,
                 subset=ref.subset.numpy(),
                 train_features=empty if ref.train_features is None else ref.train_features.numpy(),
                 copy_threshold=np.nan if ref.copy_threshold is None else ref.copy_threshold,
-            )  # fmt: skip
+            )
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -16,8 +16,12 @@ def keras_init_(module: nn.Module) -> None:
 
     The gains and biases of conditional BatchNorm keep their own (1, 0) start.
     """
-    skip = {id(m) for c in module.modules() if isinstance(c, ConditionalBatchNorm)
-            for m in (c.gain, c.bias)}  # fmt: skip
+    skip = {
+        id(m)
+        for c in module.modules()
+        if isinstance(c, ConditionalBatchNorm)
+        for m in (c.gain, c.bias)
+    }
     for layer in module.modules():
         if isinstance(layer, WEIGHTED):
             nn.init.xavier_uniform_(layer.weight)

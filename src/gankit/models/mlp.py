@@ -8,6 +8,8 @@ import math
 import torch
 from torch import nn
 
+from gankit.config import ModelConfig
+from gankit.models.architecture import Architecture
 from gankit.models.conditioning import CONDITIONING, INPUTS, OutputHead, check_labels
 from gankit.models.dropout import Dropout
 from gankit.models.normalization import batch_norm, run_layers
@@ -48,6 +50,21 @@ class MLPGenerator(nn.Module):
         layers += [nn.Linear(width, math.prod(image_shape)), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
+    @classmethod
+    def from_config(
+        cls, config: ModelConfig, image_shape: tuple[int, int, int], num_classes: int
+    ) -> MLPGenerator:
+        return cls(
+            config.latent_dim,
+            image_shape,
+            config.g_hidden,
+            num_classes,
+            config.conditioning,
+            config.leaky_slope,
+            config.bn_momentum,
+            config.bn_eps,
+        )
+
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         check_labels(labels, self.num_classes, values=False)
         h = self.condition(z, labels)  # (N, latent [+ C])
@@ -84,6 +101,20 @@ class MLPDiscriminator(nn.Module):
         self.net = nn.Sequential(*layers)
         self.head = OutputHead(width, num_classes, method.d_head)
 
+    @classmethod
+    def from_config(
+        cls, config: ModelConfig, image_shape: tuple[int, int, int], num_classes: int
+    ) -> MLPDiscriminator:
+        return cls(
+            image_shape,
+            config.d_hidden,
+            config.d_dropout,
+            num_classes,
+            config.conditioning,
+            config.leaky_slope,
+            config.dropout_impl,
+        )
+
     def forward(
         self, images: torch.Tensor, labels: torch.Tensor | None = None
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -92,3 +123,7 @@ class MLPDiscriminator(nn.Module):
         flat = images.flatten(1)  # (N, C, H, W) -> (N, C*H*W)
         h = self.net(self.condition(flat, labels))
         return self.head(h, labels)
+
+
+# the registry entry (gankit.models.ARCHITECTURES): fully connected, PyTorch's default layout
+ARCHITECTURE = Architecture(MLPGenerator, MLPDiscriminator, torch.contiguous_format)

@@ -23,8 +23,10 @@ from fastapi.responses import HTMLResponse, Response
 
 from gankit._version import __version__
 from gankit.config import SEED_MAX
+from gankit.images import grid_png
+from gankit.loading import load_generator
 from gankit.run import RunFolder
-from gankit.sampling import TRUNCATION, grid_png, load_generator, sample
+from gankit.sampling import TRUNCATION, sample
 from gankit.visuals import class_morph, interpolate
 
 MAX_IMAGES = 256
@@ -116,7 +118,7 @@ def create_app(run_dir: str | Path, checkpoint: str = "latest", device: str = "c
             le=TRUNCATION[1],
             allow_inf_nan=False,
             description="truncated noise: z from the normal cut to [-t, t], t in 0.05..2",
-        ),  # fmt: skip
+        ),
     ) -> Response:
         """A PNG grid of n images (a conditional model without label cycles through classes)."""
         chosen = check_label(label)
@@ -160,7 +162,7 @@ def create_app(run_dir: str | Path, checkpoint: str = "latest", device: str = "c
             le=1.0,
             allow_inf_nan=False,
             description="one image with the class mixed at t in 0..1 (default: a strip)",
-        ),  # fmt: skip
+        ),
         steps: int = Query(10, ge=2, le=MAX_STEPS, description="strip images, ends included"),
     ) -> Response:
         """One noise vector with the class condition mixed from class_a to class_b: the image

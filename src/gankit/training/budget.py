@@ -10,7 +10,7 @@ broadcast, and the plan
                  / (1 / speed + grid / sample_every + checkpoint / checkpoint_every
                     + evaluation / eval_every)
 
-is recorded in `config.json` (`budget.*`, `train.iterations`). From then on the run is an
+is recorded in `config.json` (`plan.*`, `train.iterations`). From then on the run is an
 ordinary run of that many iterations, and its config reproduces it without planning again.
 
 A few seconds of measurement misjudge a shared machine both ways (on 2 EPYC cores, cdcgan
@@ -20,6 +20,11 @@ far, as long as the learning rate is still constant under both the old and the n
 iterations done so far then ran exactly as the new total would have run them (the LR factor is
 1 for both, the EMA warm-up and the data draws do not depend on the total), so the recorded
 config still replays the run. Once the decay has begun the total is fixed.
+
+`StopPolicy` is the one place that decides when the iterations stop: the planned total, its
+revisions, `--time-limit` and the budget's own stop. Every clock reading of a run goes through
+its `clock` (`time.monotonic` unless a caller injects another), and under DDP rank 0's
+readings decide for every rank.
 """
 
 from __future__ import annotations
@@ -31,12 +36,13 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from gankit.checkpoint import save_checkpoint
-from gankit.config import BudgetConfig, RunConfig
+from gankit.config import BudgetPlan, RunConfig
 from gankit.errors import ConfigError
 from gankit.plots import plot_losses, plot_metrics
 from gankit.run import RunFolder
@@ -120,13 +126,16 @@ def plan_iterations(
     return iterations
 
 
-def timed(fn: Callable[[], object], device: torch.device) -> float:
+Clock = Callable[[], float]  # seconds, monotonic: time.monotonic, or a test's
+
+
+def timed(fn: Callable[[], object], device: torch.device, clock: Clock = time.monotonic) -> float:
     """Seconds one call of `fn` takes, the device's queued work included."""
     synchronize(device)
-    start = time.perf_counter()
+    start = clock()
     fn()
     synchronize(device)
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def synchronize(device: torch.device) -> None:
@@ -142,6 +151,7 @@ def measure(
     evaluate: Callable[[], object] | None,
     device: torch.device,
     world: World,
+    clock: Clock = time.monotonic,
 ) -> dict[str, float]:
     """Times the run's own iterations, a grid, a checkpoint and the evaluation, then restores
     the state exactly. Every rank iterates (DDP's collectives need them all); rank 0's
@@ -152,7 +162,7 @@ def measure(
         iterate()
     synchronize(device)
     seconds = measure_seconds(config.budget.seconds)
-    count, start = 0, time.perf_counter()
+    count, start = 0, clock()
     while True:
         iterate()
         count += 1
@@ -165,20 +175,22 @@ def measure(
         # rank 0's clock decides for every rank (every fifth iteration under DDP): a rank that
         # stopped on its own clock one iteration before another would leave that one waiting
         # in DDP's all-reduce while it broadcasts, and gloo would pair mismatched collectives
-        if not broadcast_object(time.perf_counter() - start < seconds, world):
+        if not broadcast_object(clock() - start < seconds, world):
             break
     synchronize(device)
-    figures = {"it_per_s": count / (time.perf_counter() - start)}
+    figures = {"it_per_s": count / max(clock() - start, 1e-9)}
     if world.main:
         with tempfile.TemporaryDirectory() as scratch:
             grid = Path(scratch) / "grid.png"
             sampler = state.sampler
             figures["grid_s"] = timed(
-                lambda: fixed_noise_grid(sampler, state.fixed_z, state.fixed_labels, grid), device
+                lambda: fixed_noise_grid(sampler, state.fixed_z, state.fixed_labels, grid),
+                device,
+                clock,
             )
-            figures["checkpoint_s"] = timed(lambda: save(Path(scratch) / "step.pt"), device)
-            figures["plots_s"] = timed(lambda: draw_plots(Path(scratch), evaluate), device)
-        figures["evaluation_s"] = timed(evaluate, device) if evaluate is not None else 0.0
+            figures["checkpoint_s"] = timed(lambda: save(Path(scratch) / "step.pt"), device, clock)
+            figures["plots_s"] = timed(lambda: draw_plots(Path(scratch), evaluate), device, clock)
+        figures["evaluation_s"] = timed(evaluate, device, clock) if evaluate is not None else 0.0
     restore_state(state, snapshot, device, world)
     return broadcast_object(figures if world.main else None, world)
 
@@ -190,8 +202,14 @@ def draw_plots(folder: Path, evaluated: object) -> None:
     train_row = {"d_loss": 1.0, "g_loss": 1.0, "d_acc_real": 0.5, "d_acc_fake": 0.5}
     rows = [{"step": step, **train_row} for step in (1, 2)]
     if evaluated is not None:
-        eval_row = {"kind": "eval", "fid": 1.0, "extractor": "domain", "cond_acc": 0.5,
-                    "coverage": 0.5, "recall": 0.5}  # fmt: skip
+        eval_row = {
+            "kind": "eval",
+            "fid": 1.0,
+            "extractor": "domain",
+            "cond_acc": 0.5,
+            "coverage": 0.5,
+            "recall": 0.5,
+        }
         rows += [{"step": step, **eval_row} for step in (1, 2)]
     plot_metrics(rows, folder / "metrics.png")
     plot_losses(rows, folder / "loss.png")
@@ -218,25 +236,37 @@ def plan(
     sched, budget = config.schedule, config.budget
     left = budget.seconds - spent_s - figures.get("plots_s", 0.0)  # drawn after the last step
     iterations = plan_iterations(
-        left, figures["it_per_s"], figures["grid_s"], figures["checkpoint_s"],
-        figures["evaluation_s"], sched.sample_every, sched.checkpoint_every, sched.eval_every,
-    )  # fmt: skip
+        left,
+        figures["it_per_s"],
+        figures["grid_s"],
+        figures["checkpoint_s"],
+        figures["evaluation_s"],
+        sched.sample_every,
+        sched.checkpoint_every,
+        sched.eval_every,
+    )
     planned = config.with_overrides(
         {
             "train.iterations": start_step + iterations,
-            "budget.planned_iterations": start_step + iterations,
-            "budget.revised_it_per_s": None,  # a re-plan on resume starts unrevised
-            "budget.revised_at": None,
-            "budget.startup_s": round(spent_s, 3),
-            **{f"budget.{key}": round(value, 6) for key, value in figures.items()},
+            "plan.planned_iterations": start_step + iterations,
+            "plan.revised_it_per_s": None,  # a re-plan on resume starts unrevised
+            "plan.revised_at": None,
+            "plan.startup_s": round(spent_s, 3),
+            **{f"plan.{key}": round(value, 6) for key, value in figures.items()},
         }
     )
     logger.info(
         "budget of %.0f s: %d iterations at %.1f it/s (%.1f s spent before training; grid "
-        "%.3f s, checkpoint %.3f s, final evaluation %.1f s, plots %.1f s)", budget.seconds,
-        iterations, figures["it_per_s"], spent_s, figures["grid_s"], figures["checkpoint_s"],
-        figures["evaluation_s"], figures.get("plots_s", 0.0),
-    )  # fmt: skip
+        "%.3f s, checkpoint %.3f s, final evaluation %.1f s, plots %.1f s)",
+        budget.seconds,
+        iterations,
+        figures["it_per_s"],
+        spent_s,
+        figures["grid_s"],
+        figures["checkpoint_s"],
+        figures["evaluation_s"],
+        figures.get("plots_s", 0.0),
+    )
     return planned
 
 
@@ -249,6 +279,7 @@ def plan_run(
     folder: RunFolder,
     world: World,
     started: float,
+    clock: Clock = time.monotonic,
 ) -> RunConfig:
     """Measures the run on itself (`iterate` runs one training iteration; the state is
     restored after), plans the iterations that fit `budget.seconds` from rank 0's figures and
@@ -262,10 +293,16 @@ def plan_run(
         evaluator(images, labels)
 
     figures = measure(
-        state, config, iterate, save_to, evaluate if evaluator is not None else None, device,
+        state,
+        config,
+        iterate,
+        save_to,
+        evaluate if evaluator is not None else None,
+        device,
         world,
-    )  # fmt: skip
-    spent = broadcast_object(time.monotonic() - started, world)  # rank 0's clock for all
+        clock,
+    )
+    spent = broadcast_object(clock() - started, world)  # rank 0's clock for all
     config = plan(config, figures, spent, state.step)
     if world.main:
         folder.write_config(config.to_dict())
@@ -293,30 +330,47 @@ def revise(
     the learning rate has begun to decay (or would have under the new total), or the total
     would not change.
     """
-    plan, old = config.budget, config.train.iterations
+    plan, old = config.plan, config.train.iterations
     done = step - start_step
-    if not plan.planned or done <= 0 or trained_s <= 0:
+    if not config.planned or done <= 0 or trained_s <= 0:
         return None
     constant = lr_constant_until(config, old)
     if constant is not None and step > constant:
         return None
     rate = done / trained_s
-    left = plan.seconds - spent_s - reserved_s(plan)
-    new = step + max(1, math.floor(REVISE_SAFETY * left * rate))
+    left = config.budget.seconds - spent_s - reserved_s(plan)
+    more = math.floor(REVISE_SAFETY * left * rate)
+    if more < 1:  # nothing more fits: the plan stands, and the budget's stop ends the run
+        return None
+    new = step + more
     constant = lr_constant_until(config, new)
     if new == old or (constant is not None and step > constant):
         return None
     return config.with_overrides(
-        {"train.iterations": new, "budget.revised_it_per_s": round(rate, 6),
-         "budget.revised_at": step}
-    )  # fmt: skip
+        {"train.iterations": new, "plan.revised_it_per_s": round(rate, 6), "plan.revised_at": step}
+    )
 
 
-def reserved_s(plan: BudgetConfig) -> float:
+def stopped_at(config: RunConfig, step: int) -> RunConfig | None:
+    """A planned run that the budget's stop ended at `step`, short of `train.iterations`: the
+    config that replays it (`train.iterations = step`) when none of its updates depended on
+    the total (its learning rate would be constant up to `step` under that total too); None
+    when it would not replay (the decay had begun: config.json then keeps the total it
+    decayed towards, and the run's last checkpoint says where it stopped)."""
+    if not config.planned or step >= config.train.iterations:
+        return None
+    constant = lr_constant_until(config, step)  # updates 0..step-1 ran at the base rate?
+    if constant is not None and constant < step - 1:
+        return None
+    return config.with_overrides({"train.iterations": step})
+
+
+def reserved_s(plan: BudgetPlan) -> float:
     """What the end of a run takes after its last iteration: the final evaluation, grid,
     checkpoint and plots."""
-    return sum(value or 0.0 for value in (plan.evaluation_s, plan.grid_s, plan.checkpoint_s,
-                                          plan.plots_s))  # fmt: skip
+    return sum(
+        value or 0.0 for value in (plan.evaluation_s, plan.grid_s, plan.checkpoint_s, plan.plots_s)
+    )
 
 
 def time_limit(config: RunConfig, spent_s: float) -> float | None:
@@ -324,7 +378,75 @@ def time_limit(config: RunConfig, spent_s: float) -> float | None:
     what is left of it once the final grid, checkpoint and evaluation are set aside. The plan
     aims below that; this stop only catches a machine that slowed down after planning."""
     limits = [config.schedule.time_limit]
-    plan = config.budget
-    if plan.planned:
-        limits.append(max(plan.seconds - spent_s - reserved_s(plan), 1e-3))
+    if config.planned:
+        limits.append(max(config.budget.seconds - spent_s - reserved_s(config.plan), 1e-3))
     return min((limit for limit in limits if limit is not None), default=None)
+
+
+@dataclass
+class StopPolicy:
+    """When a run's iterations stop: at `train.iterations` (which a budget's revisions may
+    move, while the learning rate is constant), at `--time-limit`, or at the budget's own stop.
+
+    Attributes:
+        world: the processes; rank 0's clock decides for all of them.
+        clock: seconds, monotonic.
+        started: the clock's reading when this process's iterations began.
+        process_started: the clock's reading when the budget began (the process's start).
+        start_step: the iteration training began from in this process.
+        time_limit: seconds the iterations may take from `started`, or None.
+        revising: this process planned the budget and may still revise its total.
+    """
+
+    world: World
+    clock: Clock
+    started: float
+    process_started: float
+    start_step: int
+    time_limit: float | None
+    revising: bool
+
+    @classmethod
+    def for_run(
+        cls,
+        config: RunConfig,
+        world: World,
+        start_step: int,
+        process_started: float,
+        planned_here: bool,
+        clock: Clock = time.monotonic,
+    ) -> StopPolicy:
+        started = clock()
+        limit = time_limit(config, started - process_started)
+        revising = planned_here and config.budget.revise
+        return cls(world, clock, started, process_started, start_step, limit, revising)
+
+    def revised(self, config: RunConfig, step: int) -> RunConfig | None:
+        """At a log step: the config with its total revised from the speed sustained so far
+        (rank 0's figures, on every rank), or None to keep it. Once the learning rate has begun
+        to decay the total is fixed, and this stops for good (the same decision on every
+        rank)."""
+        if not self.revising:
+            return None
+        constant = lr_constant_until(config, config.train.iterations)
+        if constant is not None and step > constant:
+            self.revising = False
+            return None
+        found = None
+        if self.world.main:
+            now = self.clock()
+            found = revise(
+                config, step, self.start_step, now - self.started, now - self.process_started
+            )
+        if self.world.distributed:
+            found = broadcast_object(found, self.world)
+        return found
+
+    def out_of_time(self, logs: bool) -> bool:
+        """Past the wall-clock limit? Under DDP rank 0 decides, at log steps, for every rank."""
+        if self.time_limit is None:
+            return False
+        late = self.clock() - self.started > self.time_limit
+        if not self.world.distributed:
+            return late
+        return bool(broadcast_object(late, self.world)) if logs else False

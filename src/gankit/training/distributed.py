@@ -111,8 +111,9 @@ class CrossRankBatchNorm(nn.Module):
         if x.dim() < 2 or x.shape[1] != self.num_features:
             raise ValueError(f"expected input (N, {self.num_features}, ...), got {tuple(x.shape)}")
         if not self.training and self.track_running_stats:
-            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                                False, 0.0, self.eps)  # fmt: skip
+            return F.batch_norm(
+                x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
+            )
         mean, var, count = global_moments(x)
         shape = (1, x.shape[1]) + (1,) * (x.dim() - 2)
         y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
@@ -174,9 +175,12 @@ def convert_cross_rank_batchnorm(module: nn.Module) -> nn.Module:
     for name, child in module.named_children():
         if isinstance(child, (nn.BatchNorm1d, nn.BatchNorm2d)):
             replacement = CrossRankBatchNorm(
-                child.num_features, child.eps, child.momentum, child.affine,
+                child.num_features,
+                child.eps,
+                child.momentum,
+                child.affine,
                 child.track_running_stats,
-            )  # fmt: skip
+            )
             replacement.load_state_dict(child.state_dict())
             setattr(module, name, replacement.to(next(child.buffers()).device))
         else:

@@ -10,8 +10,8 @@ import torch
 
 from gankit.config import RunConfig
 from gankit.errors import ConfigError
-from gankit.metrics.evaluate import Evaluator
 from gankit.metrics.features import EXTRACTORS
+from gankit.metrics.suite import Evaluator
 from gankit.run import RunFolder
 from gankit.sampling import sample_balanced
 from gankit.training.state import TrainState, to_checkpoint
@@ -56,14 +56,18 @@ def evaluate_during_training(
     if result["classes_covered"] < 8:
         logger.warning(
             "possible mode collapse at iteration %d: only %d classes cover >= 2%% of samples",
-            state.step, result["classes_covered"],
-        )  # fmt: skip
+            state.step,
+            result["classes_covered"],
+        )
     if state.metrics["saturated_evals"] >= 3:
         logger.warning("D accuracy has been ~100%% for 3 evaluations: G may have collapsed")
     logger.info(
-        "iteration %d: FID %s (%s), recall %.3f, classes %d%s", state.step,
+        "iteration %d: FID %s (%s), recall %.3f, classes %d%s",
+        state.step,
         "undefined" if result["fid"] is None else f"{result['fid']:.3f}",
-        result["extractor"], result["recall"], result["classes_covered"],
+        result["extractor"],
+        result["recall"],
+        result["classes_covered"],
         "" if result["cond_acc"] is None else f", cond_acc {result['cond_acc']:.3f}",
-    )  # fmt: skip
+    )
     return row

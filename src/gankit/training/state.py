@@ -101,11 +101,21 @@ def build_state(
     if config.train.compile:
         compile_models(device, generator, discriminator)
     return TrainState(
-        0, generator, discriminator, opt_g, opt_d, rng, dropout_rng, fixed_z, fixed_labels,
+        0,
+        generator,
+        discriminator,
+        opt_g,
+        opt_d,
+        rng,
+        dropout_rng,
+        fixed_z,
+        fixed_labels,
         num_classes,
-        dataset.image_shape, generator_ema=ema, generator_train=generator_train,
+        dataset.image_shape,
+        generator_ema=ema,
+        generator_train=generator_train,
         discriminator_train=discriminator_train,
-    )  # fmt: skip
+    )
 
 
 def rng_states(state: TrainState, device: torch.device) -> dict[str, torch.Tensor]:
@@ -128,11 +138,19 @@ def to_checkpoint(
     rng = rng if rng is not None else rng_states(state, device)
     fixed = fixed_noise(state)
     return Checkpoint(
-        state.step, config.to_dict(), state.image_shape, state.num_classes,
-        state.generator.state_dict(), state.discriminator.state_dict(),
-        state.opt_g.state_dict(), state.opt_d.state_dict(), rng, fixed, dict(state.metrics),
+        state.step,
+        config.to_dict(),
+        state.image_shape,
+        state.num_classes,
+        state.generator.state_dict(),
+        state.discriminator.state_dict(),
+        state.opt_g.state_dict(),
+        state.opt_d.state_dict(),
+        rng,
+        fixed,
+        dict(state.metrics),
         None if state.generator_ema is None else state.generator_ema.state_dict(),
-    )  # fmt: skip
+    )
 
 
 def restore_state(

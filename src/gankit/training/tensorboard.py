@@ -101,8 +101,11 @@ class Board:
         """The configuration as hparams, with the final evaluation's figures (or, without
         one, the last training row's)."""
         final = self.last_eval or self.last_train
-        metrics = {f"final/{tag.split('/', 1)[1]}": value for tag, value in final.items()
-                   if tag.count("/") == 1}  # fmt: skip
+        metrics = {
+            f"final/{tag.split('/', 1)[1]}": value
+            for tag, value in final.items()
+            if tag.count("/") == 1
+        }
         self.writer.add_hparams(hparams(config), metrics, run_name=HPARAMS_RUN)
         self.close()
 

@@ -13,6 +13,7 @@ import torch
 
 from gankit.data import load_dataset
 from gankit.errors import MissingFileError, UsageError
+from gankit.images import to_uint8
 from gankit.metrics.distances import (
     FrechetDistanceUndefined,
     density_coverage,
@@ -36,7 +37,6 @@ from gankit.metrics.reference import (
     load_reference,
     nearest_distances,
 )
-from gankit.sampling import to_uint8
 
 logger = logging.getLogger(__name__)
 
@@ -155,13 +155,15 @@ def evaluate_images(
     predicted = logits.argmax(1)
     num_classes = logits.shape[1]
     hist = torch.bincount(predicted, minlength=num_classes).double() / n
-    result.update({
-        "is": inception_score(logits, seed=seed)[0],
-        "classes_covered": int((hist >= COVERED_FRACTION).sum()),
-        "class_hist": [round(v, 6) for v in hist.tolist()],
-        "cond_acc": None,
-        "cond_acc_per_class": None,
-    })  # fmt: skip
+    result.update(
+        {
+            "is": inception_score(logits, seed=seed)[0],
+            "classes_covered": int((hist >= COVERED_FRACTION).sum()),
+            "class_hist": [round(v, 6) for v in hist.tolist()],
+            "cond_acc": None,
+            "cond_acc_per_class": None,
+        }
+    )
     if labels is not None:
         result.update(conditional_figures(features, predicted, labels, reference, num_classes))
     return result
@@ -184,14 +186,17 @@ def conditional_figures(
         )
     correct = (predicted == labels).double()
     counts = torch.bincount(labels, minlength=num_classes)
-    per_class = [float(correct[labels == k].mean()) if counts[k] else None
-                 for k in range(num_classes)]  # fmt: skip
+    per_class = [
+        float(correct[labels == k].mean()) if counts[k] else None for k in range(num_classes)
+    ]
     asked = [k for k in range(num_classes) if counts[k]]
     dim, fewest = features.shape[1], min(asked, key=lambda k: int(counts[k]))
     intra, note = None, None
     if counts[fewest] < dim:  # below the feature dimension the class covariance is singular
-        note = (f"needs >= {dim} samples per class (the feature dimension); class {fewest} has "
-                f"{int(counts[fewest])}")  # fmt: skip
+        note = (
+            f"needs >= {dim} samples per class (the feature dimension); class {fewest} has "
+            f"{int(counts[fewest])}"
+        )
     else:
         values = []
         for k in asked:
