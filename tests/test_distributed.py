@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -141,11 +140,11 @@ def _measure_worker(rank, world_size, store, tiny_npz, out):
         calls.append(1)
         dist.all_reduce(torch.ones(1))
 
+    clock = time.monotonic
     if rank == 1:  # alone, this rank's clock would end its measurement long before rank 0's
-        real = time.perf_counter
-        budget.time = SimpleNamespace(perf_counter=lambda: 10 * real(), monotonic=time.monotonic)
+        clock = lambda: 10 * time.monotonic()  # noqa: E731
     figures = budget.measure(
-        state, config, iterate, lambda path: None, None, torch.device("cpu"), world
+        state, config, iterate, lambda path: None, None, torch.device("cpu"), world, clock
     )
     torch.save({"calls": len(calls), "it_per_s": figures["it_per_s"]}, f"{out}.{rank}")
     dist.barrier()
@@ -254,14 +253,12 @@ def test_two_process_run_writes_one_folder_and_resumes_exactly(tmp_path, config_
 
 
 def test_a_failing_rank_stops_the_job(tmp_path, config_file):
-    start = time.monotonic()
     result = torchrun(
         ["--config", str(config_file), "--out", str(tmp_path / "run")],
         launcher=["--fail-at", "3:1"],
     )
     assert result.returncode != 0
     assert "rank 1 fails at iteration 3" in result.stderr
-    assert time.monotonic() - start < 120
 
 
 def test_batch_must_divide_over_processes(tmp_path, config_file):
@@ -293,14 +290,19 @@ def test_evaluations_off_the_logging_grid_do_not_deadlock(tmp_path):
 
 def test_a_budget_is_planned_once_for_every_rank(tmp_path, config_file):
     """Rank 0 measures, plans and broadcasts: both ranks run the same number of iterations
-    (a differing plan would leave one rank waiting in an all-reduce until the timeout)."""
+    (a differing plan would leave one rank waiting in an all-reduce until the timeout). Each
+    rank's clock ticks 10 ms a reading (rank 0's decide), so the plan is this machine's
+    whatever its speed."""
     run = tmp_path / "run"
     result = torchrun(
-        ["--config", str(config_file), "--out", str(run), "--budget", "25"], timeout=180
+        ["--config", str(config_file), "--out", str(run), "--budget", "6"],
+        timeout=300,
+        launcher=["--ticks", "0.01"],
     )
     assert result.returncode == 0, result.stderr
     recorded = json.loads((run / "config.json").read_text())
-    assert recorded["budget"]["it_per_s"] > 0
+    assert recorded["plan"]["it_per_s"] > 0
     iterations = recorded["train"]["iterations"]
+    assert iterations > 100
     last = int(RunFolder(run).list_checkpoints()[-1].stem.split("_")[1])
-    assert 0 < last <= iterations  # the plan, or the budget's stop on a machine that slowed
+    assert last == iterations  # both ranks ran the recorded total

@@ -14,7 +14,7 @@ import torch
 
 from conftest import tiny_config
 from gankit.cli import main
-from gankit.errors import RunFolderError
+from gankit.errors import ConfigError, RunFolderError
 from gankit.run import MARKER, RunFolder
 from gankit.training.loop import train
 from launcher import Faults
@@ -253,3 +253,43 @@ def test_resume_with_a_corrupt_config_is_a_clear_error(tmp_path, config_file, ca
     assert main(["train", "--resume", str(run), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "config.json is not valid JSON" in err and "Traceback" not in err
+
+
+def test_a_resume_from_python_refuses_a_changed_architecture(tmp_path, tiny_npz):
+    """The resume rules live in `train` itself, for the CLI and Python alike."""
+    config = tiny_config(tiny_npz, iterations=2)
+    run = tmp_path / "run"
+    train(config, run)
+    stored = (run / "config.json").read_text()
+    changed = config.with_overrides({"model.architecture": "dcgan", "model.channels": 4})
+    with pytest.raises(ConfigError, match=r"model\.architecture \('mlp' -> 'dcgan'\)"):
+        train(changed.with_overrides({"train.iterations": 4}), run, resume=True)
+    assert (run / "config.json").read_text() == stored  # nothing overwritten
+    assert RunFolder(run).list_checkpoints()[-1].name == "step_0000002.pt"
+    # the keys a resume may change, and a missing seed taken from the run
+    longer = config.with_overrides({"train.iterations": 4, "train.seed": None})
+    assert train(longer, run, resume=True).step == 4
+
+
+def test_a_run_works_without_fcntl_and_without_mlxtend(tmp_path, tiny_npz):
+    """Windows has no fcntl; a base install has no mlxtend: import gankit and a whole run
+    (the shipped mnist-sample included) work with both made unimportable."""
+    script = f"""
+import sys
+
+for name in ("fcntl", "mlxtend", "pandas", "sklearn"):
+    sys.modules[name] = None  # `import fcntl` now raises ImportError, as on Windows
+import gankit
+from gankit.config import load_preset
+config = load_preset("seed-gan").with_overrides({{
+    "train.iterations": 3, "train.batch_size": 8, "model.g_hidden": [8], "model.d_hidden": [8],
+    "model.d_dropout": [0.0], "schedule.log_every": 1, "train.seed": 0}})
+state = gankit.train(config, {str(tmp_path / "run")!r})
+assert state.step == 3 and sys.modules["fcntl"] is None and sys.modules["mlxtend"] is None
+print("ok", len(gankit.load_dataset("mnist-sample")))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "ok 5000" in done.stdout
+    assert (tmp_path / "run" / "checkpoints" / "step_0000003.pt").is_file()

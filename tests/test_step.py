@@ -251,11 +251,31 @@ def test_reused_fakes_match_the_dcgan_example_loop_with_one_g_forward(tmp_path, 
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=key)
 
 
-def test_fresh_fakes_differ_from_reused_ones(tmp_path, tiny_npz):
+def test_fresh_fakes_run_g_twice_an_iteration_and_train_every_weight_differently(
+    tmp_path, tiny_npz, monkeypatch
+):
+    """Without `reuse_fakes`, G's step makes fakes of its own from fresh noise: two
+    training-mode forwards an iteration (one with it), and from the first update on every
+    weight of G moves differently (a loop that reused D's fakes whatever the flag would run G
+    once and train the same weights)."""
+    import gankit.training.state as state_module
+
+    build, forwards = state_module.build_models, {}
+
+    def counting_build(*args):
+        generator, discriminator = build(*args)
+        count = forwards.setdefault(len(forwards), [])
+        generator.register_forward_hook(lambda module, *_: count.append(module.training))
+        return generator, discriminator
+
+    monkeypatch.setattr(state_module, "build_models", counting_build)
     base = tiny_config(tiny_npz, preset="cdcgan", iterations=3, **{"model.channels": 4})
+    base = base.with_overrides({"quirks.g_eval_for_fakes": False})  # both in training mode
     runs = [
         train(base.with_overrides({"train.reuse_fakes": reuse}), tmp_path / str(reuse))
         for reuse in (False, True)
     ]
-    fresh, reused = (list(r.generator.state_dict().values()) for r in runs)
-    assert any(not torch.equal(a, b) for a, b in zip(fresh, reused, strict=True))
+    assert [sum(count) for count in forwards.values()] == [2 * 3, 3]
+    fresh, reused = (r.generator.state_dict() for r in runs)
+    weights = [k for k in fresh if k.endswith("weight")]
+    assert weights and all(not torch.equal(fresh[k], reused[k]) for k in weights)

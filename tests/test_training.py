@@ -49,12 +49,18 @@ def test_short_run_writes_every_file(tmp_path, tiny_npz):
     assert state.config["train"]["seed"] == 3 and state.version
 
 
-def test_seed_is_drawn_and_recorded(tmp_path, tiny_npz):
+def test_seed_is_drawn_and_recorded(tmp_path, tiny_npz, caplog):
+    """The seed drawn is the one the run used: its recorded config replays the same weights."""
     config = tiny_config(tiny_npz, iterations=2).with_overrides({"train.seed": None})
-    train(config, tmp_path / "run")
-    assert isinstance(
-        json.loads((tmp_path / "run" / "config.json").read_text())["train"]["seed"], int
-    )
+    with caplog.at_level("INFO"):
+        train(config, tmp_path / "run")
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())
+    seed = recorded["train"]["seed"]
+    assert isinstance(seed, int) and 0 <= seed < 2**31
+    assert f"drew seed {seed}" in caplog.text
+    assert load_checkpoint(RunFolder(tmp_path / "run").list_checkpoints()[-1]).config == recorded
+    train(config.with_overrides({"train.seed": seed}), tmp_path / "replay")
+    assert_same_weights(weights(tmp_path / "run"), weights(tmp_path / "replay"))
 
 
 def test_resume_gives_the_same_weights(tmp_path, tiny_npz):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -194,7 +195,12 @@ def add_serve_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("serve", help="web demo and PNG/JSON API for a trained run")
     p.add_argument("run", help="run folder")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int_in(1, 65535), default=8000, help="port (default 8000)")
+    p.add_argument(
+        "--port",
+        type=int_in(0, 65535),
+        default=8000,
+        help="port, 0..65535 (default 8000; 0: a free one, printed)",
+    )
     p.add_argument("--checkpoint", default="latest", help="latest (default), best, or a path")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.set_defaults(handler=cmd_serve)
@@ -210,9 +216,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"gankit serve needs the serve extra: pip install 'gankit[serve]' ({error})"
         ) from error
     app = create_app(args.run, args.checkpoint, args.device)
-    print(f"serving {args.run} on http://{args.host}:{args.port}/ (Ctrl-C stops)")
+    # the socket is bound here, so that the URL printed names the port really bound (with
+    # --port 0, a free one the system picks: nothing can take it between choice and bind)
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((args.host, args.port))
+        listener.listen(128)  # connections queue from now on, before uvicorn accepts them
+    except OSError as error:
+        listener.close()
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from None
+    port = listener.getsockname()[1]
+    print(f"serving {args.run} on http://{args.host}:{port}/ (Ctrl-C stops)", flush=True)
     # every request is bounded, and shutdown waits at most 3 s for those in flight
-    uvicorn.run(
-        app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=3
-    )
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=3)
+    uvicorn.Server(config).run(sockets=[listener])
     return 0
