@@ -253,7 +253,7 @@ def budget_job(
     sizes = SAMPLES if target else SAMPLES[1:]  # the targets score 5,000; the Pareto 10,000
     config = json.loads((run / "config.json").read_text())
     steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
-    plan = config["budget"]
+    plan = config.get("plan") or config["budget"]  # gankit 0.3 kept the plan in "budget"
     row = {
         "kind": "budget",
         "study": STUDY,
@@ -464,7 +464,7 @@ def pareto_table(rows: list[dict], ref: dict, cpu: str) -> str:
 def plot(rows: list[dict], ref: dict, cpu: str) -> None:
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # a script of its own: its process, its backend
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter, NullLocator
 

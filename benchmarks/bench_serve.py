@@ -1,7 +1,9 @@
 """Throughput of the web demo's API: `gankit serve` on loopback, 8 client threads.
 
 Trains a tiny seed-cgan run (50 iterations; the network size, not its quality, sets the cost),
-serves it, warms up, then times --requests GET /api/generate?n=16 calls from --threads threads.
+serves it, warms up, then times --requests GET /api/generate?n=16 calls from --threads threads,
+and, one at a time, the largest requests the API allows (the tests check their answers, this
+their times: each should take well under a second on 2 cores).
 
   python benchmarks/bench_serve.py [--requests 400 --threads 8]
 Writes benchmarks/results/bench_serve.{md,json}.
@@ -12,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
+import re
 import statistics
 import subprocess
 import sys
@@ -25,10 +27,11 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+LARGEST = {  # the most work one request may ask for
+    "generate n=256, t=0.05": "/api/generate?n=256&truncation=0.05&seed=9223372036854775807",
+    "interpolate steps=32": "/api/interpolate?steps=32&seed_a=9223372036854775807",
+    "morph steps=32": "/api/morph?class_a=3&class_b=8&steps=32",
+}
 
 
 def fetch(url: str) -> float:
@@ -66,11 +69,12 @@ def main() -> None:
             check=True,
             capture_output=True,
         )
-        port = free_port()
-        command = [sys.executable, "-m", "gankit", "serve", str(run), "--port", str(port)]
-        server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            base = f"http://127.0.0.1:{port}"
+        command = [sys.executable, "-m", "gankit", "serve", str(run), "--port", "0"]
+        server = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        try:  # the server binds a free port and prints its URL
+            base = re.search(r"on (http://[^/\s]+)/", server.stdout.readline()).group(1)
             for _ in range(300):
                 try:
                     fetch(base + "/api/info")
@@ -87,6 +91,9 @@ def main() -> None:
             with ThreadPoolExecutor(args.threads) as pool:
                 latencies = list(pool.map(fetch, urls))
             seconds = time.perf_counter() - start
+            largest = {
+                name: [fetch(base + path) for _ in range(5)] for name, path in LARGEST.items()
+            }
         finally:
             server.terminate()
             server.wait()
@@ -97,6 +104,8 @@ def main() -> None:
         "requests_per_s": args.requests / seconds,
         "latency_median_ms": 1000 * statistics.median(latencies),
         "latency_p95_ms": 1000 * sorted(latencies)[int(0.95 * len(latencies)) - 1],
+        "largest_ms": {name: 1000 * statistics.median(t) for name, t in largest.items()},
+        "largest_max_ms": {name: 1000 * max(t) for name, t in largest.items()},
     }
     text = "\n".join(
         [
@@ -107,6 +116,16 @@ def main() -> None:
             "|---|---|---|",
             f"| {result['requests_per_s']:.0f} | {result['latency_median_ms']:.1f} | "
             f"{result['latency_p95_ms']:.1f} |",
+            "",
+            "The largest requests, one at a time (5 each):",
+            "",
+            "| request | median ms | max ms |",
+            "|---|---|---|",
+            *(
+                f"| {name} | {result['largest_ms'][name]:.0f} | "
+                f"{result['largest_max_ms'][name]:.0f} |"
+                for name in LARGEST
+            ),
         ]
     )
     print(text)

@@ -160,7 +160,7 @@ def one_iteration_setup(preset: str, batch: int):
 
 def matmul_flops_per_iteration(preset: str, batch: int) -> float:
     """FLOPs of one training iteration, counted by PyTorch's FlopCounterMode."""
-    from gankit.training.loop import train_iteration
+    from gankit.training.step import train_iteration
 
     state, images, labels, config, options = one_iteration_setup(preset, batch)
     with FlopCounterMode(display=False) as counter:
@@ -172,7 +172,7 @@ def profile_table(preset: str, batch: int, iterations: int = 30, rows: int = 12)
     """torch.profiler's table of the training step (self CPU time), after a warm-up."""
     from torch.profiler import ProfilerActivity, profile
 
-    from gankit.training.loop import train_iteration
+    from gankit.training.step import train_iteration
 
     torch.set_num_threads(2)
     state, images, labels, config, options = one_iteration_setup(preset, batch)

@@ -92,13 +92,13 @@ def main(argv: list[str]) -> int:
     options, rest = parser.parse_known_args(argv)
     from gankit.cli import main as gankit_main
     from gankit.cli import train as cli_train
-    from gankit.training import budget, loop
+    from gankit.training import loop, measure
 
     hooks = Faults(options.fail_at, options.kill_at)
     extra = {}
     if options.ticks:
         extra["clock"] = Ticks(options.ticks)
-        budget.process_started = lambda: 0.0  # the budget counts from the clock's zero
+        measure.process_started = lambda: 0.0  # the budget counts from the clock's zero
     loop.train = functools.partial(loop.train, hooks=hooks, **extra)  # what `gankit train` calls
     # `--nproc`: torchrun starts this script again on every rank, with the same fault options
     cli_train.TORCHRUN_ENTRY = [__file__, *argv[: len(argv) - len(rest)]]

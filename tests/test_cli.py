@@ -154,7 +154,7 @@ FLAGS = {  # the command before the flag, and values of HOSTILE that are in the 
     "--steps": (["interpolate", "RUN", "--out", "x.png"], set()),
     "--seeds": (["interpolate", "RUN", "--out", "x.png"], set()),
     "--classes": (["morph", "RUN", "--out", "x.png"], set()),
-    "--port": (["serve", "RUN"], set()),
+    "--port": (["serve", "RUN"], {"0"}),  # 0: a free port, bound and printed
     "--epochs": (["classifier", "train", "--dataset", "mnist-sample"], set()),
 }
 CLI_CASES = [

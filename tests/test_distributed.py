@@ -20,7 +20,7 @@ from gankit.cli import main
 from gankit.data import load_dataset
 from gankit.models.dropout import Dropout
 from gankit.run import RunFolder
-from gankit.training import budget
+from gankit.training import measure
 from gankit.training.distributed import World
 from gankit.training.state import build_state
 from gankit.training.step import StepOptions, discriminator_step, generator_step, make_fakes
@@ -143,7 +143,7 @@ def _measure_worker(rank, world_size, store, tiny_npz, out):
     clock = time.monotonic
     if rank == 1:  # alone, this rank's clock would end its measurement long before rank 0's
         clock = lambda: 10 * time.monotonic()  # noqa: E731
-    figures = budget.measure(
+    figures = measure.measure(
         state, config, iterate, lambda path: None, None, torch.device("cpu"), world, clock
     )
     torch.save({"calls": len(calls), "it_per_s": figures["it_per_s"]}, f"{out}.{rank}")
@@ -160,7 +160,7 @@ def test_every_rank_times_the_same_iterations_for_a_budget(tmp_path, tiny_npz):
     )
     rank0, rank1 = (torch.load(f"{out}.{r}", weights_only=True) for r in range(2))
     assert (
-        rank0["calls"] == rank1["calls"] > budget.WARMUP_ITERATIONS + budget.MEASURE_ITERATIONS[0]
+        rank0["calls"] == rank1["calls"] > measure.WARMUP_ITERATIONS + measure.MEASURE_ITERATIONS[0]
     )
     assert rank0["it_per_s"] == rank1["it_per_s"]  # rank 0's figures on every rank
 

@@ -66,7 +66,10 @@ def test_cli_scores_in_inception_space_with_its_own_reference(tmp_path, weights,
         real = network.features(load_dataset("mnist", "train", str(data)).images)
     order = torch.randperm(20, generator=torch.Generator().manual_seed(0))
     kid, _ = kernel_distance(real[order], fake, generator=_after_fid_draws())
-    assert result["kid"] == pytest.approx(kid, rel=1e-4)
+    # a near-zero difference of kernel sums of order 1: float32 features extracted in other
+    # batches differ in their last bits (about 1e-7 here on an AVX-512 Xeon), so the tolerance
+    # is absolute at that scale, not relative to the small result
+    assert result["kid"] == pytest.approx(kid, rel=1e-4, abs=1e-6)
     # the domain classifier's figures never share its statistics
     assert main(args) == 0
     domain = json.loads(capsys.readouterr().out)

@@ -14,10 +14,10 @@ from gankit.errors import ConfigError
 from gankit.losses import LOSSES
 from gankit.models import ARCHITECTURES, CONDITIONING
 from gankit.run import read_metrics
-from gankit.training.loop import train, train_iteration
+from gankit.training.loop import train
 from gankit.training.optim import ema_decay, update_ema
 from gankit.training.state import build_state
-from gankit.training.step import StepOptions
+from gankit.training.step import StepOptions, train_iteration
 
 
 def test_ema_update_rule():

@@ -26,6 +26,7 @@ from PIL import Image
 
 from gankit.config import RunConfig
 from gankit.errors import DataError
+from gankit.images import to_float_images
 
 logger = logging.getLogger(__name__)
 
@@ -95,14 +96,6 @@ SPLIT_PREFIX = {"train": "train", "test": "t10k"}
 def cache_dir() -> Path:
     """Where downloads go: $GANKIT_CACHE, else ~/.cache/gankit."""
     return Path(os.environ.get("GANKIT_CACHE", Path.home() / ".cache" / "gankit"))
-
-
-def to_float_images(pixels: np.ndarray) -> torch.Tensor:
-    """uint8 (N, H, W) or (N, H, W, C) -> float32 (N, C, H, W) in [-1, 1] (x / 127.5 - 1)."""
-    if pixels.ndim == 3:
-        pixels = pixels[:, :, :, None]
-    images = torch.from_numpy(np.array(pixels)).permute(0, 3, 1, 2).float()
-    return (images / 127.5 - 1.0).contiguous()
 
 
 def _make_dataset(name: str, pixels: np.ndarray, labels: np.ndarray, source: str) -> ImageDataset:

@@ -1,4 +1,5 @@
-"""Images as pixels: the one conversion [-1, 1] -> uint8, and grids laid out with Pillow.
+"""Images as pixels: the conversions between uint8 pixels and [-1, 1] floats (each in exactly
+one function), and grids laid out with Pillow.
 
 Grids are drawn with numpy and Pillow in a few lines, so that gankit does without torchvision
 (whose wheels do not install beside every torch build).
@@ -14,6 +15,14 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from gankit.errors import UsageError
+
+
+def to_float_images(pixels: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W) or (N, H, W, C) -> float32 (N, C, H, W) in [-1, 1] (x / 127.5 - 1)."""
+    if pixels.ndim == 3:
+        pixels = pixels[:, :, :, None]
+    images = torch.from_numpy(np.array(pixels)).permute(0, 3, 1, 2).float()
+    return (images / 127.5 - 1.0).contiguous()
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:

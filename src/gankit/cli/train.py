@@ -182,7 +182,7 @@ def launch_torchrun(args: argparse.Namespace) -> int:
             continue
         rest.append(item)
     command = ["--standalone", "--nproc-per-node", str(args.nproc), *TORCHRUN_ENTRY, *rest]
-    from gankit.training.budget import STARTED_ENV, process_started
+    from gankit.training.measure import STARTED_ENV, process_started
 
     # a budget counts from this launcher's start, not from its workers' (the variable is set
     # for the workers only: an in-process caller's environment is left as it was)
@@ -204,8 +204,8 @@ def launch_torchrun(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from gankit.training.budget import process_started
     from gankit.training.loop import TrainingDiverged, train
+    from gankit.training.measure import process_started
 
     if args.nproc is not None and "RANK" not in os.environ:
         return launch_torchrun(args)

@@ -28,16 +28,15 @@ from gankit.training.distributed import World, gather_objects, init_world, shutd
 from gankit.training.evaluation import evaluate_during_training, training_evaluator
 from gankit.training.hooks import TrainHooks
 from gankit.training.logbook import Logbook, TrainingDiverged
-from gankit.training.optim import ema_decay, lr_factor, set_learning_rate, update_ema
 from gankit.training.setup import Started, start
 from gankit.training.state import TrainState, rng_states, to_checkpoint
-from gankit.training.step import StepOptions, discriminator_step, generator_step, make_fakes
+from gankit.training.step import StepOptions, train_iteration
 
 logger = logging.getLogger(__name__)
 
 ProgressHook = Callable[[int, dict[str, float]], None]
 
-__all__ = ["TrainingDiverged", "train", "train_iteration"]
+__all__ = ["TrainingDiverged", "train"]
 
 
 def train(
@@ -226,67 +225,3 @@ def save(
         step = state.step
         before_rename = (lambda: hooks.before_checkpoint_rename(step)) if hooks else None
         folder.save_checkpoint(checkpoint, config.schedule.keep_checkpoints, before_rename)
-
-
-def train_iteration(
-    state: TrainState,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    config: RunConfig,
-    options: StepOptions,
-    world_size: int = 1,
-) -> torch.Tensor:
-    """`d_steps` D updates and one G update on batches drawn with replacement (no host sync).
-
-    Under DDP each of the `world_size` processes draws batch_size / world_size images.
-
-    Returns:
-        (4,) tensor on the device: d_loss, d_acc_real, d_acc_fake (last D step), g_loss.
-    """
-    quirks, rng, classes = config.quirks, state.rng, state.num_classes
-    batch, latent = config.train.batch_size // world_size, config.model.latent_dim
-    device = images.device
-    optim = config.optim
-    factor = lr_factor(optim.lr_decay, state.step, config.train.iterations, optim.lr_decay_start)
-    set_learning_rate(state.opt_d, optim.lr_d * factor)
-    set_learning_rate(state.opt_g, optim.lr_g * factor)
-    for _ in range(config.train.d_steps):
-        idx = torch.randint(len(images), (batch,), device=device, generator=rng)
-        real, real_labels = images[idx], labels[idx] if classes else None
-        z = torch.randn(batch, latent, device=device, generator=rng)
-        fake_labels = real_labels
-        if classes and not quirks.real_labels_for_fakes:
-            fake_labels = torch.randint(classes, (batch,), device=device, generator=rng)
-        # through DDP's G: its forward first broadcasts rank 0's BatchNorm statistics, so every
-        # rank makes fakes with the same (checkpointed) statistics
-        if config.train.reuse_fakes:  # with their graph, for G's step (d_steps is 1)
-            kept = options.forward(state.generator_train, z, fake_labels)
-            fakes = kept.detach()
-        else:
-            kept = None
-            fakes = make_fakes(state.generator_train, z, fake_labels, quirks.g_eval_for_fakes)
-        d_out = discriminator_step(
-            state.discriminator_train,
-            state.opt_d,
-            real,
-            real_labels,
-            fakes,
-            fake_labels,
-            options,
-            rng,
-        )
-    g_labels = fake_labels  # reused fakes: G's step keeps their noise and labels
-    if kept is None:
-        if not quirks.reuse_noise:
-            z = torch.randn(batch, latent, device=device, generator=rng)
-        g_labels = (
-            torch.randint(classes, (batch,), device=device, generator=rng) if classes else None
-        )
-    # G steps through D's plain module: D is frozen there, so DDP has nothing to all-reduce
-    g_out = generator_step(
-        state.generator_train, state.discriminator, state.opt_g, z, g_labels, options, rng, kept
-    )
-    if state.generator_ema is not None:
-        decay = ema_decay(config.train.ema_decay, state.step, config.train.ema_rampup)
-        update_ema(state.generator_ema, state.generator, decay)
-    return torch.stack([d_out["d_loss"], d_out["d_acc_real"], d_out["d_acc_fake"], g_out["g_loss"]])
