@@ -68,6 +68,15 @@ def import_seconds(python: str) -> float:
     return time.perf_counter() - start
 
 
+def cpu_name() -> str:
+    for line in (
+        Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
+    ):
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", default="ab662a3", help="commit to compare against")
@@ -92,7 +101,7 @@ def main() -> None:
     for name, row in rows.items():
         row.pop("python")
         row["import_s"] = round(statistics.median(times[name]), 3)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}"
+    machine = f"{cpu_name()}, {os.cpu_count()} cores"
     lines = [
         f"Base install (`pip install {TORCH}`, then `pip install .`, no extras) in a fresh venv "
         f"on Python {platform.python_version()} ({machine}); `import gankit`: median of 7 "

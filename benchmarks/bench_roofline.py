@@ -218,7 +218,7 @@ def plot(rows: list[dict], machine: dict) -> None:
     from matplotlib.figure import Figure
 
     families = sorted({f for r in rows for f in r["families_ms"]}) + ["overhead"]
-    fig = Figure(figsize=(9, 0.55 * len(rows) + 1.6))
+    fig = Figure(figsize=(9, 0.55 * len(rows) + 2.4))
     ax = fig.subplots()
     names = [r["preset"] for r in rows][::-1]
     left = [0.0] * len(rows)
@@ -237,9 +237,9 @@ def plot(rows: list[dict], machine: dict) -> None:
     ax.scatter(ideal, names, marker="|", s=400, color="black", zorder=3, label="ideal (limit)")
     ax.set_xlabel("ms per training iteration (profiled)")
     ax.set_title(f"Where each step's time goes: {machine['cpu']}, {machine['threads']} threads")
-    ax.legend(fontsize=7, ncol=3, loc="lower right")
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=8, ncol=5, loc="lower center")
     FIGURE.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(FIGURE, dpi=110)
 
@@ -248,7 +248,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", default=",".join(PRESETS))
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--render", action="store_true", help="redraw from the saved JSON")
     args = parser.parse_args()
+    if args.render:
+        saved = json.loads((RESULTS / "bench_roofline.json").read_text())
+        plot(saved["rows"], saved["machine"])
+        return
     torch.set_num_threads(args.threads)
     gemm, conv = gemm_gflops(), conv_gflops()
     machine = {
