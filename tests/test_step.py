@@ -279,3 +279,59 @@ def test_fresh_fakes_run_g_twice_an_iteration_and_train_every_weight_differently
     fresh, reused = (r.generator.state_dict() for r in runs)
     weights = [k for k in fresh if k.endswith("weight")]
     assert weights and all(not torch.equal(fresh[k], reused[k]) for k in weights)
+
+
+@pytest.mark.parametrize(
+    "preset, overrides",
+    [
+        ("cdcgan", {"model.spectral_norm": False}),
+        ("cdcgan", {"model.conditioning": "projection-ac", "model.spectral_norm": False}),
+        ("mlp-cgan-fixed", {"model.d_dropout": [0.0, 0.0, 0.0]}),
+        ("dcgan", {"train.diffaugment": True}),  # the augmentation draws in the same order
+    ],
+)
+def test_one_d_forward_over_both_batches_is_the_two_forwards(preset, overrides):
+    """`train.joint_d_forward`: D's step on real and fake concatenated gives the losses,
+    figures and updated weights of its two forwards, for a D without spectral norm or dropout
+    (their random state is the only thing the order of forwards may change)."""
+    from gankit.config import load_preset
+
+    config = load_preset(preset).with_overrides(
+        {"model.channels": 4, "train.batch_size": 8, **overrides}
+    )
+    classes = 10 if config.conditional else 0
+    torch.manual_seed(0)
+    _, discriminator = build_models(config.model, (1, 28, 28), classes)
+    g = torch.Generator().manual_seed(1)
+    real, fake = torch.rand(8, 1, 28, 28, generator=g) * 2 - 1, torch.rand(8, 1, 28, 28) * 2 - 1
+    labels = torch.randint(10, (8,), generator=g) if classes else None
+    outcomes = []
+    for joint in (False, True):
+        options = StepOptions.from_config(config.with_overrides({"train.joint_d_forward": joint}))
+        d = copy.deepcopy(discriminator)
+        # SGD: Adam's first step is about the gradient's sign, which rounding flips where a
+        # gradient is ~0 (one GEMM over 16 rows against two over 8 sum in other orders)
+        opt = torch.optim.SGD(d.parameters(), lr=0.1)
+        figures = discriminator_step(
+            d, opt, real, labels, fake, labels, options, torch.Generator().manual_seed(2)
+        )
+        outcomes.append((figures, d.state_dict()))
+    (two, d_two), (one, d_one) = outcomes
+    for key in two:
+        torch.testing.assert_close(one[key], two[key], rtol=1e-5, atol=1e-6, msg=key)
+    for key in d_two:
+        torch.testing.assert_close(d_one[key], d_two[key], rtol=1e-4, atol=1e-6, msg=key)
+
+
+def test_one_d_forward_is_refused_where_it_would_change_the_step():
+    from gankit.config import load_preset
+    from gankit.errors import ConfigError
+    from gankit.training.state import batch_coupled
+
+    with pytest.raises(ConfigError, match="separate_d_steps = false"):
+        load_preset("seed-cgan").with_overrides({"train.joint_d_forward": True})
+    with pytest.raises(ConfigError, match="gradient penalty"):
+        load_preset("cdcgan").with_overrides({"train.joint_d_forward": True, "train.r1_gamma": 1.0})
+    generator, discriminator = build_models(load_preset("cdcgan").model, (1, 28, 28), 10)
+    assert batch_coupled(generator) and not batch_coupled(discriminator)
+    assert batch_coupled(nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)))

@@ -127,6 +127,10 @@ class TrainConfig:
     # one G forward per iteration instead of two, as in PyTorch's DCGAN example. Needs
     # d_steps = 1 and quirks.g_eval_for_fakes = false (those fakes carry no graph to reuse).
     reuse_fakes: bool = False
+    # D's step runs one forward over the real and fake batches concatenated instead of one each
+    # (one step on their summed loss; D must have no batch-coupled layer). Spectral norm's power
+    # iteration then runs once per D step instead of twice.
+    joint_d_forward: bool = False
     gp_weight: float | None = None  # WGAN-GP gradient penalty weight (lambda); None: no penalty
     r1_gamma: float | None = None  # R1 penalty gamma on real images; None: no penalty
     label_smoothing: float = 0.0  # one-sided: D's real target is 1 - this (BCE losses only)
@@ -258,6 +262,12 @@ class RunConfig:
                 "train.reuse_fakes needs train.d_steps = 1 and quirks.g_eval_for_fakes = false "
                 f"(got d_steps = {train.d_steps}, g_eval_for_fakes = {quirks.g_eval_for_fakes}); "
                 "set train.reuse_fakes = false to let G's step make fakes of its own"
+            )
+        if train.joint_d_forward and (quirks.separate_d_steps or train.r1_gamma or train.gp_weight):
+            raise ConfigError(
+                "train.joint_d_forward needs one D step on the summed loss without a gradient "
+                "penalty: quirks.separate_d_steps = false, train.r1_gamma and train.gp_weight "
+                "unset (set train.joint_d_forward = false otherwise)"
             )
         if self.model.architecture != "mlp" and self.model.channels is None:
             raise ConfigError(

@@ -17,9 +17,10 @@ from torch import nn
 from gankit.checkpoint import Checkpoint
 from gankit.config import RunConfig
 from gankit.data import ImageDataset
-from gankit.errors import CheckpointError, RunFolderError
+from gankit.errors import CheckpointError, ConfigError, RunFolderError
 from gankit.models import build_models, memory_format
 from gankit.models.dropout import set_dropout_generator
+from gankit.models.normalization import ConditionalBatchNorm
 from gankit.training.distributed import SINGLE, World, unwrap, wrap
 from gankit.training.optim import make_adam
 
@@ -73,6 +74,14 @@ def dropout_seed(seed: int, rank: int) -> int:
     return int(sequence.generate_state(1, np.uint64)[0])
 
 
+BATCH_COUPLED = (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm, ConditionalBatchNorm)
+
+
+def batch_coupled(module: nn.Module) -> bool:
+    """Whether an output of `module` depends on the other images of its batch (in training)."""
+    return any(isinstance(m, BATCH_COUPLED) for m in module.modules())
+
+
 def build_state(
     config: RunConfig, dataset: ImageDataset, device: torch.device, world: World = SINGLE
 ) -> TrainState:
@@ -82,6 +91,11 @@ def build_state(
     torch.manual_seed(seed)
     num_classes = dataset.num_classes if config.conditional else 0
     generator, discriminator = build_models(config.model, dataset.image_shape, num_classes)
+    if config.train.joint_d_forward and batch_coupled(discriminator):
+        raise ConfigError(
+            "train.joint_d_forward: this discriminator has a batch-coupled layer (BatchNorm), "
+            "so a forward over real and fake together would mix their statistics"
+        )
     layout = memory_format(config.model)
     generator.to(device, memory_format=layout)
     discriminator.to(device, memory_format=layout)

@@ -46,6 +46,7 @@ class StepOptions:
         augment: DiffAugment applied to every image D sees, or None.
         autocast: dtype of G's and D's forward passes (torch.bfloat16), or None for fp32; the
             losses are always computed in fp32.
+        joint_d_forward: D's step runs one forward over the real and fake batches together.
     """
 
     loss: LossFamily
@@ -56,6 +57,7 @@ class StepOptions:
     acgan_weight: float | None = None
     augment: Augment | None = None
     autocast: torch.dtype | None = None
+    joint_d_forward: bool = False
 
     @classmethod
     def from_config(cls, config: RunConfig) -> StepOptions:
@@ -69,6 +71,7 @@ class StepOptions:
             acgan_weight=train.acgan_weight if CONDITIONING[conditioning].classifies else None,
             augment=diff_augment if train.diffaugment else None,
             autocast=torch.bfloat16 if train.precision == "bf16" else None,
+            joint_d_forward=train.joint_d_forward,
         )
 
     def forward(self, module: nn.Module, *args: torch.Tensor | None) -> Any:
@@ -101,6 +104,29 @@ def make_fakes(
             generator.train()
 
 
+def _d_loss(
+    output: Any,
+    images: torch.Tensor,
+    labels: torch.Tensor | None,
+    real: bool,
+    options: StepOptions,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """D's loss on one batch's output (real or fake), with its class and R1 terms; and the
+    logits."""
+    logits = adversarial_logits(output)
+    if not real:
+        loss = options.loss.d_fake(logits)
+    elif options.label_smoothing:
+        loss = d_real_bce_smoothed(logits, options.label_smoothing)
+    else:
+        loss = options.loss.d_real(logits)
+    if options.acgan_weight is not None:
+        loss = loss + options.acgan_weight * F.cross_entropy(output[1], labels)
+    if real and options.r1_gamma:
+        loss = loss + 0.5 * options.r1_gamma * r1_penalty(images, logits)
+    return loss, logits
+
+
 def _d_term(
     discriminator: nn.Module,
     images: torch.Tensor,
@@ -114,18 +140,35 @@ def _d_term(
         images = images.detach().requires_grad_(True)
     seen = options.augment(images, rng) if options.augment else images
     output = options.forward(discriminator, seen, labels)
-    logits = adversarial_logits(output)
-    if not real:
-        loss = options.loss.d_fake(logits)
-    elif options.label_smoothing:
-        loss = d_real_bce_smoothed(logits, options.label_smoothing)
+    return _d_loss(output, images, labels, real, options)
+
+
+def _d_terms_joint(
+    discriminator: nn.Module,
+    real_images: torch.Tensor,
+    real_labels: torch.Tensor | None,
+    fake_images: torch.Tensor,
+    fake_labels: torch.Tensor | None,
+    options: StepOptions,
+    rng: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`_d_term` of the real and of the fake batch from one forward of D over both batches
+    (`train.joint_d_forward`). Each image's output is what its own batch's forward gives, as D
+    has no batch-coupled layer (the config refuses one); the augmentation draws come in the
+    same order. Spectral norm's power iteration, one per forward in training mode, then runs
+    once per D step instead of twice (as in BigGAN's implementation, which concatenates too)."""
+    real_seen = options.augment(real_images, rng) if options.augment else real_images
+    fake_seen = options.augment(fake_images, rng) if options.augment else fake_images
+    n = len(real_images)
+    labels = None if real_labels is None else torch.cat([real_labels, fake_labels])
+    output = options.forward(discriminator, torch.cat([real_seen, fake_seen]), labels)
+    if isinstance(output, tuple):  # ACGAN: (logits, class logits), each split at n
+        real_out, fake_out = tuple(o[:n] for o in output), tuple(o[n:] for o in output)
     else:
-        loss = options.loss.d_real(logits)
-    if options.acgan_weight is not None:
-        loss = loss + options.acgan_weight * F.cross_entropy(output[1], labels)
-    if real and options.r1_gamma:
-        loss = loss + 0.5 * options.r1_gamma * r1_penalty(images, logits)
-    return loss, logits
+        real_out, fake_out = output[:n], output[n:]
+    loss_real, real_logits = _d_loss(real_out, real_images, real_labels, True, options)
+    loss_fake, fake_logits = _d_loss(fake_out, fake_images, fake_labels, False, options)
+    return loss_real, real_logits, loss_fake, fake_logits
 
 
 def discriminator_step(
@@ -149,6 +192,13 @@ def discriminator_step(
         d_acc_fake (fraction of logits on the correct side of 0).
     """
     opt_d.zero_grad(set_to_none=True)
+    if options.joint_d_forward:  # one step on the sum (the config allows nothing else)
+        loss_real, real_logits, loss_fake, fake_logits = _d_terms_joint(
+            discriminator, real_images, real_labels, fake_images, fake_labels, options, rng
+        )
+        (loss_real + loss_fake).backward()
+        opt_d.step()
+        return _d_figures(loss_real, real_logits, loss_fake, fake_logits)
     loss_real, real_logits = _d_term(discriminator, real_images, real_labels, True, options, rng)
     if options.separate_d_steps:
         loss_real.backward()
@@ -164,6 +214,15 @@ def discriminator_step(
             total = total + options.gp_weight * penalty
         total.backward()
     opt_d.step()
+    return _d_figures(loss_real, real_logits, loss_fake, fake_logits)
+
+
+def _d_figures(
+    loss_real: torch.Tensor,
+    real_logits: torch.Tensor,
+    loss_fake: torch.Tensor,
+    fake_logits: torch.Tensor,
+) -> dict[str, torch.Tensor]:
     return {
         "d_loss": (0.5 * (loss_real + loss_fake)).detach(),
         "d_acc_real": (real_logits.detach() > 0).float().mean(),
