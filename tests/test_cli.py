@@ -1,3 +1,4 @@
+import argparse
 import json
 
 import numpy as np
@@ -185,3 +186,37 @@ def test_a_reader_that_goes_away_is_not_a_bug():
     err = process.stderr.read().decode()
     assert process.wait(timeout=60) == 141
     assert "internal error" not in err and "Traceback" not in err and "Exception" not in err
+
+
+def test_help_states_every_enforced_range_and_choice():
+    """Generated from the argument types themselves (cli/ranges.py) and the registries: each
+    ranged flag's help shows the range its type enforces, each flag with choices shows them."""
+    from gankit.cli import build_parser
+    from gankit.cli.ranges import parsers_of
+
+    checked = 0
+    for parser in parsers_of(build_parser()):
+        for action in parser._actions:
+            if isinstance(action.choices, dict) or action.help is None:
+                continue
+            kind = action.type
+            if hasattr(kind, "range"):
+                assert f"[{kind.range}]" in action.help, action.option_strings
+                kind(str(kind.low)), kind(str(kind.high))  # the ends are in range
+                for outside in (kind.low - 1, kind.high * 2 + 1):
+                    with pytest.raises(argparse.ArgumentTypeError):
+                        kind(str(outside))
+                checked += 1
+            elif action.choices is not None:
+                assert all(str(c) in action.help for c in action.choices), action.option_strings
+                checked += 1
+    assert checked >= 25
+
+
+def test_loss_choices_are_the_registry():
+    from gankit.cli import build_parser
+    from gankit.losses import LOSSES
+
+    text = build_parser().parse_args(["train", "--loss", "hinge", "--out", "x"]).loss
+    assert text == "hinge" and sorted(LOSSES) == sorted(set(LOSSES))
+    assert main(["train", "--preset", "seed-gan", "--out", "x", "--loss", "nope"]) == 2

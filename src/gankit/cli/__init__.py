@@ -18,6 +18,7 @@ from gankit._version import __version__
 from gankit.cli.errors import UsageError
 from gankit.cli.evaluate import add_classifier_parser, add_evaluate_parser
 from gankit.cli.export import add_export_parser
+from gankit.cli.ranges import state_ranges
 from gankit.cli.sample import add_sample_parser, add_serve_parser, add_visual_parsers
 from gankit.cli.train import add_presets_parser, add_train_parser
 from gankit.errors import GankitError
@@ -27,8 +28,32 @@ __all__ = ["UsageError", "build_parser", "main"]
 # --- entry point ---------------------------------------------------------------------------------
 
 
+DESCRIPTION = """\
+gankit trains, samples and judges GANs and conditional GANs on MNIST-sized images, on a laptop
+CPU or a GPU. Start from a preset (`gankit presets` lists them), watch the sample grids and
+losses in the run folder, then measure the result against real data with `gankit evaluate`."""
+
+EPILOG = """\
+examples:
+  gankit train --preset seed-cgan --out runs/cgan        the reference CGAN (5-10 min)
+  gankit train --preset cdcgan --budget 120 --out runs/q the best model 2 minutes buy here
+  gankit train --resume runs/cgan                        continue after a crash or Ctrl-C
+  gankit sample runs/cgan --n 100 --grid grid.png        images, as .npz and a PNG grid
+  gankit evaluate runs/cgan                              FID, accuracy... beside real data
+  gankit report runs/cgan                                one HTML page about the run
+  gankit serve runs/cgan                                 a web demo on http://127.0.0.1:8000/
+
+`gankit COMMAND --help` describes each command. Exit codes: 0 done, 2 a problem with what was
+asked (the message says what), 1 a run that diverged or a bug in gankit."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gankit", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="gankit",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"gankit {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True)
@@ -40,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_parser(subparsers)
     add_classifier_parser(subparsers)
     add_export_parser(subparsers)
+    state_ranges(parser)
     return parser
 
 

@@ -34,7 +34,7 @@ def add_evaluate_parser(subparsers: Any) -> None:
     p.add_argument("--dataset", help="reference dataset (default: the run's)")
     p.add_argument("--data-dir", help="folder holding the IDX files (mnist, fashion-mnist)")
     p.add_argument(
-        "--n", type=int_in(2, 10**6), default=10_000, help="images to generate (2..1e6; 10000)"
+        "--n", type=int_in(2, 10**6), default=10_000, help="images to generate (default 10000)"
     )
     p.add_argument("--real", action="store_true", help="score real held-out images: the floor")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -52,7 +52,7 @@ def add_evaluate_parser(subparsers: Any) -> None:
         help="weights file: the classifier's (default: the dataset's), or with --extractor "
         "inception pytorch-fid's pt_inception-2015-12-05-6726825d.pth (default: in the cache)",
     )
-    p.add_argument("--seed", type=SEED, default=0, help="noise and subset seed, 0..2^63-1 (0)")
+    p.add_argument("--seed", type=SEED, default=0, help="noise and subset seed (default 0)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.set_defaults(handler=cmd_evaluate)
 
@@ -148,9 +148,9 @@ def add_classifier_parser(subparsers: Any) -> None:
     t = actions.add_parser("train", help="train the domain classifier of a dataset")
     t.add_argument("--dataset", required=True, help="mnist-sample, mnist or fashion-mnist")
     t.add_argument("--data-dir", help="folder holding the IDX files (mnist, fashion-mnist)")
-    t.add_argument("--epochs", type=int_in(1, 1000), help="passes over the images (1..1000)")
-    t.add_argument("--seed", type=SEED, default=0, help="random seed, 0..2^63-1 (default 0)")
-    t.add_argument("--threads", type=int_in(1, 1024), help="CPU threads for PyTorch (1..1024)")
+    t.add_argument("--epochs", type=int_in(1, 1000), help="passes over the images")
+    t.add_argument("--seed", type=SEED, default=0, help="random seed (default 0)")
+    t.add_argument("--threads", type=int_in(1, 1024), help="CPU threads for PyTorch")
     t.add_argument("--out", help="weights file (default: the user cache, used by the metrics)")
     t.set_defaults(handler=cmd_classifier_train)
 

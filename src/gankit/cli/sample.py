@@ -20,14 +20,18 @@ from gankit.sampling import TRUNCATION
 def add_sample_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("sample", help="generate images from a trained run into an .npz")
     p.add_argument("run", help="run folder")
-    p.add_argument("--n", type=int_in(1, 10**6), default=100, help="number of images (1..1e6; 100)")
+    p.add_argument("--n", type=int_in(1, 10**6), default=100, help="number of images (default 100)")
     p.add_argument("--out", help="output .npz (default RUN/samples.npz)")
     labels = p.add_mutually_exclusive_group()
     labels.add_argument("--label", type=int_in(0, 10**4), help="one class for every image")
     labels.add_argument("--labels", help="'balanced' (default for CGANs) or a list like 0,1,2")
     p.add_argument("--grid", help="also save the first images (at most 100) as a PNG grid")
-    p.add_argument("--seed", type=SEED, default=0, help="noise seed, 0..2^63-1 (default 0)")
-    p.add_argument("--truncation", type=float_in(*TRUNCATION), help="truncated noise, t in 0.05..2")
+    p.add_argument("--seed", type=SEED, default=0, help="noise seed (default 0)")
+    p.add_argument(
+        "--truncation",
+        type=float_in(*TRUNCATION),
+        help="truncated noise: z from the normal cut to [-t, t]",
+    )
     p.add_argument("--checkpoint", default="latest", help="latest (default), best, or a path")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.set_defaults(handler=cmd_sample)
@@ -105,7 +109,9 @@ def add_visual_parsers(subparsers: Any) -> None:
     p = subparsers.add_parser("interpolate", help="images along the latent path between 2 seeds")
     p.add_argument("run", help="run folder")
     p.add_argument("--seeds", default="0,1", help="two noise seeds, e.g. 3,7 (default 0,1)")
-    p.add_argument("--steps", type=int_in(2, 256), default=10, help="images in the strip (2..256)")
+    p.add_argument(
+        "--steps", type=int_in(2, 256), default=10, help="images in the strip (default 10)"
+    )
     p.add_argument("--label", type=int_in(0, 10**4), help="the class, for a conditional model (0)")
     p.add_argument("--linear", action="store_true", help="linear instead of spherical path")
     p.add_argument("--out", required=True, help="PNG strip to write")
@@ -115,8 +121,10 @@ def add_visual_parsers(subparsers: Any) -> None:
     m = subparsers.add_parser("morph", help="one noise, the class condition mixed from A to B")
     m.add_argument("run", help="run folder of a conditional model")
     m.add_argument("--classes", required=True, help="two classes, e.g. 3,8")
-    m.add_argument("--seed", type=SEED, default=0, help="noise seed, 0..2^63-1 (default 0)")
-    m.add_argument("--steps", type=int_in(2, 256), default=10, help="images in the strip (2..256)")
+    m.add_argument("--seed", type=SEED, default=0, help="noise seed (default 0)")
+    m.add_argument(
+        "--steps", type=int_in(2, 256), default=10, help="images in the strip (default 10)"
+    )
     m.add_argument("--out", required=True, help="PNG strip to write")
     m.add_argument("--gif", help="also write an animated GIF (there and back)")
     m.add_argument("--checkpoint", default="latest", help="latest (default), best, or a path")
@@ -199,7 +207,7 @@ def add_serve_parser(subparsers: Any) -> None:
         "--port",
         type=int_in(0, 65535),
         default=8000,
-        help="port, 0..65535 (default 8000; 0: a free one, printed)",
+        help="port (default 8000; 0: a free one, printed)",
     )
     p.add_argument("--checkpoint", default="latest", help="latest (default), best, or a path")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")

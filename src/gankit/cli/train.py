@@ -25,6 +25,7 @@ from gankit.config import (
     read_config_file,
 )
 from gankit.data import absolute_data_paths
+from gankit.losses import LOSSES
 from gankit.run import RunFolder
 
 # --- gankit train --------------------------------------------------------------------------------
@@ -63,14 +64,12 @@ def add_train_parser(subparsers: Any) -> None:
         "--dataset", help="mnist-sample (default), mnist, fashion-mnist, a .npz or a folder"
     )
     p.add_argument("--data-dir", help="folder holding the IDX files of mnist / fashion-mnist")
-    p.add_argument("--iterations", type=int_in(1, BIG), help="training iterations (1..1e9)")
-    p.add_argument("--batch-size", type=int_in(1, 65536), help="images per batch (1..65536)")
-    p.add_argument(
-        "--seed", type=SEED, help="random seed, 0..2^63-1 (drawn and recorded when omitted)"
-    )
+    p.add_argument("--iterations", type=int_in(1, BIG), help="training iterations")
+    p.add_argument("--batch-size", type=int_in(1, 65536), help="images per batch")
+    p.add_argument("--seed", type=SEED, help="random seed (drawn and recorded when omitted)")
     p.add_argument("--device", help="cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=int_in(1, 1024), help="CPU threads for PyTorch (1..1024)")
-    p.add_argument("--loss", help="GAN loss family, e.g. nonsaturating, hinge")
+    p.add_argument("--threads", type=int_in(1, 1024), help="CPU threads for PyTorch")
+    p.add_argument("--loss", choices=sorted(LOSSES), help="GAN loss family")
     p.add_argument("--log-every", type=int_in(1, BIG), help="iterations per metrics row (50)")
     p.add_argument("--sample-every", type=int_in(1, BIG), help="iterations per grid (200)")
     p.add_argument(
@@ -84,7 +83,7 @@ def add_train_parser(subparsers: Any) -> None:
         type=float_in(1, 1e8),
         metavar="SECONDS",
         help="plan the iterations to fit this wall-clock budget, start-up and final evaluation "
-        "included (1..1e8; measured on this machine, recorded in config.json)",
+        "included (measured on this machine, recorded in config.json)",
     )
     p.add_argument(
         "--eval-every", type=int_in(1, BIG), help="iterations per evaluation (FID etc.; off)"
