@@ -40,9 +40,16 @@ class DataConfig:
     dataset: str = "mnist-sample"  # a name in gankit.data.DATASETS, a .npz file or a folder of PNGs
     data_dir: str | None = None  # folder holding the IDX files (mnist, fashion-mnist); None: search
     split: str = "train"  # "train" or "test" (IDX datasets; the others have only "train")
+    # stacked-mnist: how many triples to draw (None: 128,000, PacGAN's setting) and their seed
+    size: int | None = None
+    seed: int = 0
 
     def __post_init__(self) -> None:
         _check_choice("data.split", self.split, ("train", "test"))
+        if self.size is not None and not 1 <= self.size <= 10**7:
+            raise ConfigError(f"data.size must be in 1..1e7, got {self.size}")
+        if not 0 <= self.seed <= SEED_MAX:
+            raise ConfigError(f"data.seed must be in 0..2^63-1, got {self.seed}")
 
 
 @dataclass

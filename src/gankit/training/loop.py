@@ -121,7 +121,8 @@ def run_loop(
     """The iterations, each followed by `after_iteration`'s blocks; first, with a budget not
     yet planned, the plan. Returns the config the run ended with."""
     config, state, device = begun.config, begun.state, begun.device
-    images = begun.dataset.images.to(device).contiguous(memory_format=memory_format(config.model))
+    # uint8 pixels on the device; each batch is converted to [-1, 1] as it is drawn
+    images = begun.dataset.pixels.to(device).contiguous(memory_format=memory_format(config.model))
     labels = begun.dataset.labels.to(device)
     evaluator = training_evaluator(config) if world.main else None
     options = StepOptions.from_config(config)

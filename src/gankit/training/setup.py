@@ -158,7 +158,7 @@ def start(
     config = check_config(config, world)  # a bad config, device or dataset creates no folder
     device = resolve_device(local_device(config.train.device, world))
     data = config.data
-    dataset = load_dataset(data.dataset, data.split, data.data_dir)
+    dataset = load_dataset(data.dataset, data.split, data.data_dir, size=data.size, seed=data.seed)
     prepare_folder(folder, resume, overwrite, world)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)

@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from gankit.augment import diff_augment
 from gankit.config import RunConfig
+from gankit.images import as_float
 from gankit.losses import (
     LossFamily,
     adversarial_logits,
@@ -274,7 +275,9 @@ def train_iteration(
 ) -> torch.Tensor:
     """`d_steps` D updates and one G update on batches drawn with replacement (no host sync).
 
-    Under DDP each of the `world_size` processes draws batch_size / world_size images.
+    `images` are the dataset's uint8 pixels (N, C, H, W) (each batch is converted to [-1, 1]
+    as it is drawn) or float images already in [-1, 1]. Under DDP each of the `world_size`
+    processes draws batch_size / world_size images.
 
     Returns:
         (4,) tensor on the device: d_loss, d_acc_real, d_acc_fake (last D step), g_loss.
@@ -288,7 +291,7 @@ def train_iteration(
     set_learning_rate(state.opt_g, optim.lr_g * factor)
     for _ in range(config.train.d_steps):
         idx = torch.randint(len(images), (batch,), device=device, generator=rng)
-        real, real_labels = images[idx], labels[idx] if classes else None
+        real, real_labels = as_float(images[idx]), labels[idx] if classes else None
         z = torch.randn(batch, latent, device=device, generator=rng)
         fake_labels = real_labels
         if classes and not quirks.real_labels_for_fakes:
