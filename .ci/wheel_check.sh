@@ -23,7 +23,8 @@ import importlib.resources as resources, pathlib, gankit
 where = pathlib.Path(gankit.__file__).resolve()
 assert "site-packages" in where.parts, where  # the installed wheel, not a source tree
 package = resources.files("gankit")
-for data in ("presets/cdcgan.toml", "weights/mnist-sample.pt", "serving/page.html"):
+for data in ("presets/cdcgan.toml", "weights/mnist-sample.pt", "serving/page.html",
+             "assets/mnist-sample.npz", "assets/README.md"):
     assert package.joinpath(data).is_file(), data
 print("installed at", where.parent)
 PY
