@@ -145,3 +145,48 @@ def test_load_200_requests_from_8_threads(server):
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(fetch, range(200)))
     assert all(r == (200, "image/png", b"\x89PNG\r\n\x1a\n") for r in results)
+
+
+def test_the_compare_page_in_chromium_at_a_phone_s_width(tmp_path, module_npz):
+    """Every image loads, nothing overflows at 390 px, the best marks sit where the case built
+    here puts them, and the slider shows another iteration's grids."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    import json
+
+    from gankit.compare import compare_runs
+
+    paths = []
+    cases = {"seed-gan": {"fid": 3.0, "recall": 0.6},
+             "seed-cgan": {"fid": 2.0, "recall": 0.4, "cond_acc": 0.9}}  # fmt: skip
+    for preset, figures in cases.items():
+        run = tmp_path / preset
+        train(tiny_config(module_npz, preset=preset, iterations=4), run)
+        record = {"step": 4, "result": figures, "floor": {"fid": 0.5, "recall": 0.9}}
+        (run / "evaluation.json").write_text(json.dumps(record))
+        paths.append(run)
+    page_path = compare_runs(paths, tmp_path / "study")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        phone = browser.new_page(viewport={"width": 390, "height": 844})
+        phone.goto(page_path.as_uri())
+        phone.wait_for_function(NO_BROKEN_IMAGE, timeout=20_000)
+        assert phone.evaluate(NO_BROKEN_IMAGE)
+        assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+        best = phone.evaluate(
+            """() => [...document.querySelectorAll('td.best')].map(td =>
+                [td.parentElement.firstElementChild.textContent, td.cellIndex])"""
+        )
+        assert best == [
+            ["FID (lower is better)", 2],
+            ["recall (higher is better)", 1],
+            ["conditional accuracy (higher is better)", 2],
+        ]
+        before = phone.evaluate("document.querySelector('img.grid').src")
+        phone.eval_on_selector(
+            "#step", "(e) => { e.value = 0; e.dispatchEvent(new Event('input')); }"
+        )
+        assert phone.evaluate("document.querySelector('img.grid').src") != before
+        assert phone.text_content("#step-label") == "2"
+        phone.screenshot(path=str(ARTIFACTS / "compare-390px.png"), full_page=True)
+        browser.close()

@@ -15,6 +15,7 @@ import sys
 import traceback
 
 from gankit._version import __version__
+from gankit.cli.compare import add_compare_parser
 from gankit.cli.errors import UsageError
 from gankit.cli.evaluate import add_classifier_parser, add_evaluate_parser
 from gankit.cli.export import add_export_parser
@@ -41,6 +42,7 @@ examples:
   gankit sample runs/cgan --n 100 --grid grid.png        images, as .npz and a PNG grid
   gankit evaluate runs/cgan                              FID, accuracy... beside real data
   gankit report runs/cgan                                one HTML page about the run
+  gankit compare runs/gan runs/cgan --out runs/study     runs side by side
   gankit serve runs/cgan                                 a web demo on http://127.0.0.1:8000/
 
 `gankit COMMAND --help` describes each command. Exit codes: 0 done, 2 a problem with what was
@@ -65,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_parser(subparsers)
     add_classifier_parser(subparsers)
     add_export_parser(subparsers)
+    add_compare_parser(subparsers)
     state_ranges(parser)
     return parser
 
