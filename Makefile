@@ -9,8 +9,11 @@ TORCH ?= torch==2.13.0
 # CPU-only: make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 RUN ?= runs/demo
+ITERATIONS ?= 20000
+EVAL_EVERY ?= 2000
+STUDY ?= runs/study
 
-.PHONY: setup demo test test-fast lint format bench wheel-check clean
+.PHONY: setup demo study test test-fast lint format bench wheel-check clean
 
 setup: $(VENV)/.installed
 
@@ -25,6 +28,15 @@ demo: setup
 	$(BIN)/gankit train --preset seed-cgan --dataset mnist-sample --out $(RUN) --overwrite --seed 1
 	$(BIN)/gankit sample $(RUN) --n 100 --labels balanced --grid $(RUN)/samples.png
 	@echo "open $(RUN)/images/20000.png, $(RUN)/samples.png and $(RUN)/loss.png"
+
+# the report's own study: its GAN and CGAN, trained, evaluated alike and compared
+study: setup
+	$(BIN)/gankit train --preset seed-gan --out $(STUDY)/seed-gan --overwrite --seed 1 \
+		--iterations $(ITERATIONS) --eval-every $(EVAL_EVERY)
+	$(BIN)/gankit train --preset seed-cgan --out $(STUDY)/seed-cgan --overwrite --seed 1 \
+		--iterations $(ITERATIONS) --eval-every $(EVAL_EVERY)
+	$(BIN)/gankit compare $(STUDY)/seed-gan $(STUDY)/seed-cgan --out $(STUDY) --evaluate
+	@echo "open $(STUDY)/compare.html (summary: $(STUDY)/compare.md)"
 
 test: setup
 	$(BIN)/pytest -q
