@@ -162,7 +162,7 @@ def test_the_budget_clock_starts_with_the_process_or_a_recent_launcher(monkeypat
     import time
 
     own = measure._own_start()
-    assert 0 <= time.monotonic() - own < 3600  # this test process started before now
+    assert own <= time.monotonic()  # this test process started before now
     monkeypatch.setenv(measure.STARTED_ENV, repr(time.time() - (time.monotonic() - own) - 5))
     assert measure.process_started() == pytest.approx(own - 5, abs=0.05)  # launcher, 5 s earlier
     monkeypatch.setenv(measure.STARTED_ENV, repr(time.time() - 10**6))  # stale: ignored

@@ -20,20 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from gankit.checkpoint import load_checkpoint
+from gankit.config import flatten
 from gankit.errors import UsageError
 from gankit.evaluation import STACKED, evaluate
 from gankit.metrics.features import EXTRACTORS
+from gankit.metrics.figures import FIGURES as ALL_FIGURES
+from gankit.metrics.figures import MODE_FIGURES
 from gankit.run import RunFolder
 from gankit.visuals import progress_frames
 
 MIN_RUNS, MAX_RUNS = 2, 8
 # key, label, True when lower is better
-FIGURES = [
-    ("fid", "FID", True), ("kid", "KID", True), ("precision", "precision", False),
-    ("recall", "recall", False), ("density", "density", False), ("coverage", "coverage", False),
-    ("cond_acc", "conditional accuracy", False), ("copy_rate", "copy rate", True),
-    ("modes", "modes (of 1,000)", False), ("kl", "KL to uniform", True),
-]  # fmt: skip
+FIGURES = [f for f in ALL_FIGURES if f[0] not in ("is", "classes_covered", "intra_fid")]
+FIGURES += list(MODE_FIGURES)
 CURVES = [("fid", "FID", True), ("cond_acc", "conditional accuracy", False),
           ("recall", "recall", False), ("modes", "modes", False)]  # fmt: skip
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
@@ -112,7 +111,7 @@ def evaluate_missing(runs: list[Run], n: int | None, seed: int) -> list[str]:
 def config_differences(runs: list[Run]) -> list[tuple[str, list[Any]]]:
     """(dotted key, one value per run) for each key whose values differ; the recorded plan of a
     budget (measured, not chosen) left out."""
-    flat = [_flatten(r.config) for r in runs]
+    flat = [flatten(r.config) for r in runs]
     keys = sorted(set().union(*flat))
     found = []
     for key in keys:
@@ -121,16 +120,6 @@ def config_differences(runs: list[Run]) -> list[tuple[str, list[Any]]]:
             continue
         found.append((key, values))
     return found
-
-
-def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def best_runs(values: list[float | None], lower: bool) -> set[int]:

@@ -368,6 +368,17 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
     raise ConfigError(f"{key} = {value!r}: expected {getattr(hint, '__name__', hint)}")
 
 
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as dotted keys: {"train": {"seed": 1}} -> {"train.seed": 1}."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def parse_value(text: str) -> Any:
     """Parses a command-line override value: JSON if it parses (numbers, lists, true/null)."""
     try:

@@ -31,6 +31,7 @@ from gankit._version import __version__
 from gankit.errors import ConfigError, UsageError
 from gankit.images import save_grid
 from gankit.loading import LoadedGenerator, load_generator
+from gankit.metrics.figures import FIGURES
 from gankit.run import ExportFolder
 from gankit.sampling import balanced_labels
 
@@ -231,17 +232,7 @@ def export_run(
 
 # --- the model card ------------------------------------------------------------------------------
 
-CARD_FIGURES = [
-    ("fid", "FID"),
-    ("kid", "KID"),
-    ("is", "IS"),
-    ("precision", "precision"),
-    ("recall", "recall"),
-    ("coverage", "coverage"),
-    ("classes_covered", "classes covered"),
-    ("cond_acc", "conditional accuracy"),
-    ("copy_rate", "copy rate"),
-]
+CARD_FIGURES = [(key, label) for key, label, _ in FIGURES if key not in ("density", "intra_fid")]
 
 
 def _fmt(value: Any) -> str:

@@ -16,6 +16,7 @@ from gankit.evaluation import evaluate
 from gankit.images import grid_png
 from gankit.loading import LoadedGenerator, load_generator
 from gankit.metrics.features import EXTRACTORS
+from gankit.metrics.figures import FIGURES
 from gankit.metrics.memorisation import nearest_training_images, plot_neighbours
 from gankit.metrics.suite import DEFAULT_N, DEFAULT_SEED, Evaluator
 from gankit.plots import plot_losses, plot_metrics
@@ -23,19 +24,7 @@ from gankit.run import RunFolder
 from gankit.sampling import balanced_labels, sample
 from gankit.visuals import progress_frames, progress_gif
 
-ROWS = [  # key, label, lower is better
-    ("fid", "FID", True),
-    ("kid", "KID", True),
-    ("is", "IS", False),
-    ("precision", "precision", False),
-    ("recall", "recall", False),
-    ("density", "density", False),
-    ("coverage", "coverage", False),
-    ("classes_covered", "classes covered", False),
-    ("cond_acc", "conditional accuracy", False),
-    ("intra_fid", "intra-class FID", True),
-    ("copy_rate", "copy rate", True),
-]
+ROWS = FIGURES  # key, label, lower is better
 STYLE = """body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em;
 color:#222}h1{margin-bottom:0}table{border-collapse:collapse}td,th{border:1px solid #ccc;
 padding:4px 10px;text-align:right}th:first-child,td:first-child{text-align:left}

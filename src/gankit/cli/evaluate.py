@@ -10,24 +10,13 @@ import torch
 
 from gankit.cli.errors import UsageError
 from gankit.cli.ranges import SEED, int_in
+from gankit.metrics.figures import FIGURES
 
 DEFAULT_N = 10_000  # gankit.metrics.suite's, without importing torch-heavy modules here
 
 # --- gankit evaluate ----------------------------------------------------------------------------
 
-TABLE = [  # key, label, lower is better
-    ("fid", "FID", True),
-    ("kid", "KID", True),
-    ("is", "IS", False),
-    ("precision", "precision", False),
-    ("recall", "recall", False),
-    ("density", "density", False),
-    ("coverage", "coverage", False),
-    ("classes_covered", "classes covered", False),
-    ("cond_acc", "conditional accuracy", False),
-    ("intra_fid", "intra-class FID", True),
-    ("copy_rate", "copy rate", True),
-]
+TABLE = FIGURES  # key, label, lower is better
 
 
 def add_evaluate_parser(subparsers: Any) -> None:

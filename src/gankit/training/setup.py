@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from gankit.config import RunConfig
+from gankit.config import RunConfig, flatten
 from gankit.data import ImageDataset, absolute_data_paths, load_dataset
 from gankit.errors import ConfigError, GankitError, RunFolderError
 from gankit.run import RunFolder
@@ -58,17 +58,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"train": {"seed": 1}} -> {"train.seed": 1}."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            out.update(flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def held_to_stored(config: RunConfig, stored: RunConfig) -> RunConfig:
     """The config a resume runs with: `config`, whose keys outside `RESUMABLE` must equal the
     stored run's (a missing seed takes the stored one; the recorded plan, `plan.*`, is the
@@ -79,7 +68,7 @@ def held_to_stored(config: RunConfig, stored: RunConfig) -> RunConfig:
     """
     if config.train.seed is None:
         config = config.with_overrides({"train.seed": stored.train.seed})
-    given, kept = flat(config.to_dict()), flat(stored.to_dict())
+    given, kept = flatten(config.to_dict()), flatten(stored.to_dict())
     changed = sorted(
         key
         for key in given
