@@ -29,13 +29,14 @@ import argparse
 import json
 import math
 import os
-import platform
 import shutil
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from machine import cpu_name
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -107,16 +108,6 @@ STUDIES = {
     "targets": [("cdcgan", 0.25, (1, 2, 3)), ("cdcgan", 1.2, (1, 2, 3))],
     "targets-fashion": [("cdcgan", 0.25, (1, 2, 3))],
 }
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def gankit(*args: str) -> str:

@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu_name
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 TORCH = os.environ.get("TORCH", "torch==2.13.0")
@@ -66,15 +68,6 @@ def import_seconds(python: str) -> float:
     start = time.perf_counter()
     run(python, "-c", "import gankit")
     return time.perf_counter() - start
-
-
-def cpu_name() -> str:
-    for line in (
-        Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
-    ):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

@@ -17,13 +17,6 @@ from PIL import Image, ImageDraw, ImageFont
 from gankit.errors import UsageError
 
 
-def to_float_images(pixels: np.ndarray) -> torch.Tensor:
-    """uint8 (N, H, W) or (N, H, W, C) -> float32 (N, C, H, W) in [-1, 1] (x / 127.5 - 1)."""
-    if pixels.ndim == 3:
-        pixels = pixels[:, :, :, None]
-    return as_float(torch.from_numpy(np.array(pixels)).permute(0, 3, 1, 2)).contiguous()
-
-
 def as_float(pixels: torch.Tensor) -> torch.Tensor:
     """uint8 pixels in 0..255 -> float32 in [-1, 1], x / 127.5 - 1 (the one conversion of
     pixels to images); float tensors are taken to be images already and returned as they are.
