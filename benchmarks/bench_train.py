@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 import torch
@@ -40,9 +41,22 @@ from machine import cpu_name
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_REFERENCE = ROOT / "benchmarks" / "ref_loop.py"
-SECTIONS = ("headline", "sweep", "public", "reuse", "threads", "compile", "memory", "full")
-# The targets of the performance work, checked against the measurements.
-TARGET_SPEEDUP, TARGET_GEMM_SHARE, TARGET_FULL_S, TARGET_PEAK_MB = 1.3, 0.6, 540, 1536
+SECTIONS = (
+    "headline",
+    "budget",
+    "sweep",
+    "public",
+    "reuse",
+    "threads",
+    "compile",
+    "memory",
+    "full",
+)
+# The targets of the performance work, checked against the measurements: seed-cgan against the
+# reference loop, cdcgan's budget recipe against --baseline, ...
+TARGET_SPEEDUP, TARGET_BUDGET_SPEEDUP = 1.5, 1.3
+TARGET_GEMM_SHARE, TARGET_FULL_S, TARGET_PEAK_MB = 0.6, 540, 1536
+FAST_MASKS = ("--set", 'model.dropout_impl="fast"')  # the opt-in dropout masks
 BATCH_OF = {"seed-gan": 32, "seed-cgan": 32, "dcgan": 64, "cdcgan": 64}
 
 
@@ -211,7 +225,11 @@ def baseline_checkout(revision: str, folder: Path) -> Path:
 def headline(args: argparse.Namespace) -> dict:
     """seed-cgan against the reference loop (and against gankit at --baseline REV, when given),
     as whole processes run in turn, --repeats rounds."""
-    samples: dict[str, list[dict[str, float]]] = {"seed-cgan": [], "reference loop": []}
+    samples: dict[str, list[dict[str, float]]] = {
+        "seed-cgan": [],
+        "reference loop": [],
+        "seed-cgan, fast masks": [],
+    }
     with tempfile.TemporaryDirectory() as tmp:
         baseline = None
         if args.baseline:
@@ -221,6 +239,9 @@ def headline(args: argparse.Namespace) -> dict:
             log_every = args.iterations // 10
             samples["seed-cgan"].append(gankit_run("seed-cgan", 32, args.iterations, log_every))
             samples["reference loop"].append(reference_run(args.reference, 32, args.iterations))
+            samples["seed-cgan, fast masks"].append(
+                gankit_run("seed-cgan", 32, args.iterations, log_every, *FAST_MASKS)
+            )
             if baseline is not None:
                 samples[f"gankit {args.baseline}"].append(
                     gankit_run("seed-cgan", 32, args.iterations, log_every, source=baseline)
@@ -239,12 +260,20 @@ def headline(args: argparse.Namespace) -> dict:
         ref["ms_process"] / mine["ms_process"]
         for mine, ref in zip(samples["seed-cgan"], samples["reference loop"], strict=True)
     ]
+    fast_ratios = [
+        ref["ms_process"] / mine["ms_process"]
+        for mine, ref in zip(
+            samples["seed-cgan, fast masks"], samples["reference loop"], strict=True
+        )
+    ]
     result = {
         "iterations": args.iterations,
         "repeats": args.repeats,
         "medians": medians,
         "pair_ratios": ratios,
         "speedup": statistics.median(ratios),
+        "fast_mask_ratios": fast_ratios,
+        "fast_mask_speedup": statistics.median(fast_ratios),
     }
     if args.baseline:
         result["baseline"] = args.baseline
@@ -255,6 +284,66 @@ def headline(args: argparse.Namespace) -> dict:
             )
         ]
     return result
+
+
+def budget_recipe(preset_file: str) -> list[str]:
+    """`--set KEY=VALUE` arguments of a preset file's [on_budget] tables."""
+    tables = tomllib.loads(preset_file).get("on_budget", {})
+    return [
+        argument
+        for section, values in sorted(tables.items())
+        for key, value in sorted(values.items())
+        for argument in ("--set", f"{section}.{key}={json.dumps(value)}")
+    ]
+
+
+def budget(args: argparse.Namespace) -> dict:
+    """cdcgan's budget recipe (its [on_budget] tables, at --budget-iterations) here and at
+    --baseline REV (that revision's own recipe), as whole processes in turn, --repeats rounds."""
+    if not args.baseline:
+        raise SystemExit("the budget section compares with --baseline REV; give one")
+    preset = Path("src/gankit/presets/cdcgan.toml")
+    ours = budget_recipe((ROOT / preset).read_text())
+    shown = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{args.baseline}:{preset}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    theirs = budget_recipe(shown.stdout)
+    iterations, name = args.budget_iterations, f"gankit {args.baseline}"
+    samples: dict[str, list[dict[str, float]]] = {"gankit": [], name: []}
+    with tempfile.TemporaryDirectory() as tmp:
+        baseline = baseline_checkout(args.baseline, Path(tmp) / "baseline")
+        try:
+            for repeat in range(args.repeats):
+                log_every = iterations // 10
+                samples["gankit"].append(gankit_run("cdcgan", 32, iterations, log_every, *ours))
+                samples[name].append(
+                    gankit_run("cdcgan", 32, iterations, log_every, *theirs, source=baseline)
+                )
+                print(f"budget round {repeat + 1}/{args.repeats} done", file=sys.stderr)
+        finally:
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(baseline.parent)],
+                check=False,
+            )
+    ratios = [
+        old["ms_process"] / new["ms_process"]
+        for new, old in zip(samples["gankit"], samples[name], strict=True)
+    ]
+    return {
+        "iterations": iterations,
+        "repeats": args.repeats,
+        "baseline": args.baseline,
+        "recipes": {"gankit": ours, name: theirs},
+        "medians": {
+            k: {f: statistics.median(r[f] for r in runs) for f in runs[0]}
+            for k, runs in samples.items()
+        },
+        "ratios": ratios,
+        "speedup": statistics.median(ratios),
+    }
 
 
 def sweep(args: argparse.Namespace, gemm: float) -> dict:
@@ -470,6 +559,10 @@ def render(results: dict) -> str:
             "|---|---|---|---|---|",
         ]
         named = [("gankit seed-cgan", mine), ("reference loop", ref)]
+        if "seed-cgan, fast masks" in h["medians"]:
+            named.append(
+                ("gankit seed-cgan, opt-in fast masks", h["medians"]["seed-cgan, fast masks"])
+            )
         if base := h.get("baseline"):
             named.append((f"gankit seed-cgan at {base}", h["medians"][f"gankit {base}"]))
         for name, m in named:
@@ -485,6 +578,13 @@ def render(results: dict) -> str:
             f"(pairs: {ratios}); target {TARGET_SPEEDUP}x.",
             "",
         ]
+        if "fast_mask_speedup" in h:
+            fast = ", ".join(f"{r:.2f}" for r in h["fast_mask_ratios"])
+            lines += [
+                f"With the opt-in fast dropout masks (`{' '.join(FAST_MASKS)}`): "
+                f"**{h['fast_mask_speedup']:.2f}x** (pairs: {fast}).",
+                "",
+            ]
         if base := h.get("baseline"):
             old = ", ".join(f"{r:.2f}" for r in h["baseline_ratios"])
             lines += [
@@ -493,6 +593,31 @@ def render(results: dict) -> str:
                 f"(rounds: {old}; below 1 is slower).",
                 "",
             ]
+    if b := results.get("budget"):
+        name = f"gankit {b['baseline']}"
+        ratios = ", ".join(f"{r:.2f}" for r in b["ratios"])
+        lines += [
+            f"**cdcgan's budget recipe against gankit at {b['baseline']}**, batch 32: whole "
+            f"processes of {b['iterations']} iterations (grids and checkpoints off), each "
+            f"version with its own [on_budget] tables, alternated, median of {b['repeats']} "
+            "rounds.",
+            "",
+            "| | s/process | ms/iter in the loop | it/s in the loop | peak MB |",
+            "|---|---|---|---|---|",
+        ]
+        for label, key in (("gankit", "gankit"), (f"gankit at {b['baseline']}", name)):
+            m = b["medians"][key]
+            lines.append(
+                f"| {label} | {m['ms_process'] * b['iterations'] / 1000:.1f} | "
+                f"{m['ms_loop']:.2f} | {1000 / m['ms_loop']:.1f} | {m['peak_mb']:.0f} |"
+            )
+        lines += [
+            "",
+            f"Speed-up (median of the rounds' ratios): **{b['speedup']:.2f}x** (rounds: "
+            f"{ratios}); target {TARGET_BUDGET_SPEEDUP}x. Recipe here: "
+            f"`{' '.join(b['recipes']['gankit'])}`.",
+            "",
+        ]
     if s := results.get("sweep"):
         gemm = s["gemm_gflops"]
         lines += [
@@ -665,6 +790,9 @@ def main() -> None:
     parser.add_argument("--sections", default=",".join(SECTIONS[:-1]))
     parser.add_argument("--iterations", type=int, default=3000, help="per headline process")
     parser.add_argument("--repeats", type=int, default=5, help="headline pairs")
+    parser.add_argument(
+        "--budget-iterations", type=int, default=2000, help="per budget-section process"
+    )
     parser.add_argument("--sweep-iterations", type=int, default=200)
     parser.add_argument("--sweep-repeats", type=int, default=3, help="processes per config")
     parser.add_argument("--batch-sizes", default="32,64,256")

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from conftest import tiny_config
+from gankit.cli.train import speed_note
 from gankit.checkpoint import load_checkpoint
 from gankit.errors import RunFolderError
 from gankit.loading import load_generator
@@ -16,6 +17,7 @@ from gankit.losses import LOSSES, LossFamily
 from gankit.run import RunFolder
 from gankit.sampling import sample
 from gankit.training.loop import TrainingDiverged, train
+from launcher import Machine
 
 
 def weights(run):
@@ -191,3 +193,27 @@ def test_conv_models_train_channels_last_resume_exactly_and_sample(tmp_path, tin
         return sample(model, 4, labels=labels, generator=torch.Generator().manual_seed(5))
 
     torch.testing.assert_close(draw(loaded.model), draw(resumed.sampler))
+
+
+class SlowHousekeeping(Machine):
+    """A machine whose checkpoints take as long as 1,000 iterations."""
+
+    def before_checkpoint_rename(self, step):
+        self.count += 1000
+
+
+def test_the_speed_of_a_run_counts_its_steps_and_not_its_checkpoints(tmp_path, module_npz):
+    machine = SlowHousekeeping(speed=50.0)
+    config = tiny_config(module_npz, iterations=6)
+    state = train(config, tmp_path / "run", hooks=machine, clock=machine.clock)
+    assert state.trained == (6, pytest.approx(6 / 50))  # 3 checkpoints, 3,000 iterations' time
+    # a resume reports the iterations of its own process only
+    longer = config.with_overrides({"train.iterations": 10})
+    state = train(longer, tmp_path / "run", resume=True, hooks=machine, clock=machine.clock)
+    assert state.trained == (4, pytest.approx(4 / 50))
+
+
+def test_the_final_line_gives_iterations_per_second_and_milliseconds_per_iteration():
+    assert speed_note(500, 10.0) == "; 50.0 it/s, 20.00 ms per iteration"
+    assert speed_note(0, 0.0) == ""  # a resume of a finished run trains nothing
+    assert speed_note(3, 0.0) == ""

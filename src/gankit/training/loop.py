@@ -107,6 +107,7 @@ class Loop:
     hooks: TrainHooks
     progress: ProgressHook | None
     evaluator: Any  # the training evaluator on rank 0, else None
+    housekeeping: float = 0.0  # seconds spent on grids, evaluations and checkpoints
 
 
 def run_loop(
@@ -148,7 +149,7 @@ def run_loop(
         progress,
         evaluator,
     )
-    finished = False
+    finished, first, began = False, state.step, clock()
     try:
         while state.step < loop.config.train.iterations:
             hooks.before_iteration(state.step + 1, world)
@@ -161,6 +162,9 @@ def run_loop(
         finished = True
     finally:
         logbook.close(loop.config if finished else None)
+    # the steps' time: what the loop took less its grids, evaluations and checkpoints (the logs
+    # stay in: their host sync is where a GPU's queued steps are waited for)
+    state.trained = (state.step - first, max(clock() - began - loop.housekeeping, 0.0))
     return loop.config
 
 
@@ -180,6 +184,22 @@ def after_iteration(loop: Loop, state: TrainState) -> bool:
         state.metrics.update(row)
         if world.main and loop.progress is not None:
             loop.progress(step, row)
+    began = logbook.clock()
+    try:
+        housekeeping(loop, state, last, out_of_time)
+    finally:
+        loop.housekeeping += logbook.clock() - began
+    if out_of_time:
+        logger.info(
+            "time limit reached at iteration %d (of %d planned)", step, config.train.iterations
+        )
+    return out_of_time
+
+
+def housekeeping(loop: Loop, state: TrainState, last: bool, out_of_time: bool) -> None:
+    """The grids, evaluations and checkpoints due at `state.step`."""
+    step, world, folder, logbook = state.step, loop.world, loop.folder, loop.logbook
+    config, sched = loop.config, loop.config.schedule
     if world.main and (step % sched.sample_every == 0 or last):
         fixed_noise_grid(state.sampler, state.fixed_z, state.fixed_labels, folder.grid_path(step))
         if logbook.board is not None:
@@ -202,11 +222,6 @@ def after_iteration(loop: Loop, state: TrainState) -> bool:
     if out_of_time and world.main and (replayable := budget.stopped_at(config, step)):
         loop.config = replayable  # config.json replays the run that was cut short
         folder.write_config(replayable.to_dict())
-    if out_of_time:
-        logger.info(
-            "time limit reached at iteration %d (of %d planned)", step, config.train.iterations
-        )
-    return out_of_time
 
 
 def save(

@@ -51,6 +51,9 @@ class TrainState:
         None  # G as the steps call it (DDP-wrapped when distributed)
     )
     discriminator_train: nn.Module | None = None  # D as its own step calls it
+    # this process's training speed: (iterations, seconds spent in them), without the grids,
+    # evaluations and checkpoints between them (the loop fills it in; not checkpointed)
+    trained: tuple[int, float] = (0, 0.0)
 
     def __post_init__(self) -> None:
         self.generator_train = self.generator_train or self.generator
