@@ -158,3 +158,43 @@ def test_gankit_evaluate_prints_modes_kl_real_and_floor(tmp_path, capsys):
     assert recorded["result"]["kl_floor"] == pytest.approx(999 / 4000)
     assert main(["evaluate", "--real", "--dataset", "stacked-mnist", "--n", "3000"]) == 0
     assert "modes (of 1,000)" in capsys.readouterr().out
+
+
+def test_modes_are_measured_during_training_and_shown_by_report_and_model_card(tmp_path):
+    config = tiny_config("stacked-mnist", preset="dcgan", iterations=4).with_overrides(
+        {"model.channels": 4, "data.size": 500, "schedule.eval_every": 2,
+         "schedule.eval_samples": 1500}
+    )  # fmt: skip
+    config_file = tmp_path / "c.json"
+    config_file.write_text(json.dumps(config.to_dict()))
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config_file), "--out", str(run), "--no-progress"]) == 0
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if r.get("kind") == "eval"]
+    assert [r["step"] for r in evals] == [2, 4]
+    for row in evals:
+        assert 1 <= row["modes"] <= 1000 and row["n"] == 1500
+        assert row["kl_floor"] == pytest.approx(999 / 3000) and row["kl"] >= 0
+    assert (run / "checkpoints" / "best.pt").is_file()  # kept by the lower KL
+    assert (run / "metrics.png").is_file()  # KL and modes against iterations
+    assert main(["report", str(run), "--n", "1500"]) == 0
+    page = (run / "report.html").read_text()
+    assert "Mode coverage" in page and "modes (of 1,000)" in page and "KL to uniform" in page
+    pytest.importorskip("safetensors")
+    out = tmp_path / "export"
+    assert main(["export", str(run), "--format", "safetensors", "--out", str(out)]) == 0
+    card = (out / "model_card.md").read_text()
+    assert "| modes (of 1,000) |" in card and "| KL to uniform |" in card
+    assert "Not evaluated" not in card
+
+
+def test_a_collapsed_generator_is_flagged_by_its_mode_count(caplog):
+    from gankit.training.evaluation import _log_modes
+
+    with caplog.at_level("WARNING"):
+        _log_modes(10, {"modes": 10, "n": 2000, "kl": 4.6})
+    assert "possible mode collapse at iteration 10: 10 of 1000 modes" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        _log_modes(10, {"modes": 860, "n": 2000, "kl": 0.3})  # about 865 expected
+    assert "collapse" not in caplog.text

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from gankit.cli.train import speed_note
 from gankit.checkpoint import load_checkpoint
+from gankit.cli.train import speed_note
 from gankit.errors import RunFolderError
 from gankit.loading import load_generator
 from gankit.losses import LOSSES, LossFamily

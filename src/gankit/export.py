@@ -31,7 +31,7 @@ from gankit._version import __version__
 from gankit.errors import ConfigError, UsageError
 from gankit.images import save_grid
 from gankit.loading import LoadedGenerator, load_generator
-from gankit.metrics.figures import FIGURES
+from gankit.metrics.figures import figures_for
 from gankit.run import ExportFolder
 from gankit.sampling import balanced_labels
 
@@ -153,14 +153,14 @@ def sha256(path: Path) -> str:
 def evaluate_export(loaded: LoadedGenerator, device: str) -> dict[str, Any]:
     """A fresh evaluation (5,000 samples, seed 0) and the real-data floor, or why there is
     none."""
-    from gankit.evaluation import evaluate
+    from gankit.evaluation import STACKED, evaluate
     from gankit.metrics.features import EXTRACTORS
 
     data = loaded.config.data
-    if data.dataset not in EXTRACTORS:
+    if data.dataset not in EXTRACTORS and data.dataset != STACKED:
         return {
             "note": f"Not evaluated: dataset {data.dataset!r} has no domain classifier "
-            f"({', '.join(sorted(EXTRACTORS))} have one)"
+            f"({', '.join(sorted(EXTRACTORS))} have one; {STACKED} is judged by its modes)"
         }
     found = evaluate(loaded, n=EVAL_SAMPLES, seed=EVAL_SEED, device=device)
     return {"result": found.result, "floor": found.floor, "floor_what": found.floor_what}
@@ -232,7 +232,7 @@ def export_run(
 
 # --- the model card ------------------------------------------------------------------------------
 
-CARD_FIGURES = [(key, label) for key, label, _ in FIGURES if key not in ("density", "intra_fid")]
+CARD_HIDDEN = ("density", "intra_fid")  # in evaluation.json, not on the card
 
 
 def _fmt(value: Any) -> str:
@@ -334,8 +334,8 @@ def model_card(
             "| figure | this generator | real-data floor |",
             "|---|---|---|",
         ]
-        for key, label in CARD_FIGURES:
-            if result.get(key) is not None:
+        for key, label, _ in figures_for(result):
+            if key not in CARD_HIDDEN and result.get(key) is not None:
                 lines.append(f"| {label} | {_fmt(result[key])} | {_fmt(floor.get(key))} |")
         lines += [
             "",

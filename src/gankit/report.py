@@ -12,11 +12,11 @@ from pathlib import Path
 import torch
 
 from gankit.data import load_dataset
-from gankit.evaluation import evaluate
+from gankit.evaluation import STACKED, Evaluation, evaluate
 from gankit.images import grid_png
 from gankit.loading import LoadedGenerator, load_generator
 from gankit.metrics.features import EXTRACTORS
-from gankit.metrics.figures import FIGURES
+from gankit.metrics.figures import figures_for
 from gankit.metrics.memorisation import nearest_training_images, plot_neighbours
 from gankit.metrics.suite import DEFAULT_N, DEFAULT_SEED, Evaluator
 from gankit.plots import plot_losses, plot_metrics
@@ -24,7 +24,6 @@ from gankit.run import RunFolder
 from gankit.sampling import balanced_labels, sample
 from gankit.visuals import progress_frames, progress_gif
 
-ROWS = FIGURES  # key, label, lower is better
 STYLE = """body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em;
 color:#222}h1{margin-bottom:0}table{border-collapse:collapse}td,th{border:1px solid #ccc;
 padding:4px 10px;text-align:right}th:first-child,td:first-child{text-align:left}
@@ -46,7 +45,7 @@ def _grid_png(images: torch.Tensor, ncol: int) -> str:
 
 def _evaluation_table(result: dict, floor: dict) -> str:
     lines = ["<table><tr><th>metric</th><th>this run</th><th>real floor</th><th></th></tr>"]
-    for key, label, lower in ROWS:
+    for key, label, lower in figures_for(result):
         if result.get(key) is None:
             continue
         value, best = result[key], floor.get(key)
@@ -79,14 +78,15 @@ def _sample_sections(loaded: LoadedGenerator, run_dir: Path, tmp: Path) -> list[
 def _evaluation_sections(loaded: LoadedGenerator, n: int, tmp: Path) -> list[tuple[str, str]]:
     """The metric table beside the real-data floor, and the memorisation check."""
     data = loaded.config.data
+    if data.dataset == STACKED:  # modes and KL; the copy rate stands in for the neighbours
+        found = evaluate(loaded, n=n, seed=DEFAULT_SEED)
+        table = _evaluation_table(found.result, found.floor)
+        return [("Mode coverage", table + _evaluation_note(found, n, "each channel: "))]
     # evaluate's own sampling and seed: the report's figures are `gankit evaluate RUN`'s
     evaluator = Evaluator.load(data.dataset, data_dir=data.data_dir)
     found = evaluate(loaded, n=n, seed=DEFAULT_SEED, evaluator=evaluator)
     result = found.result
-    note = (
-        f'<p class="note">{n} samples; features {result["extractor"]} '
-        f"({result['extractor_weights']}); floor: {html.escape(found.floor_what)}.</p>"
-    )
+    note = _evaluation_note(found, n)
     train = load_dataset(data.dataset, "train", data.data_dir)
     shown = found.images[torch.linspace(0, n - 1, 8).long()]
     neighbours = nearest_training_images(shown, train, evaluator.extractor)
@@ -95,6 +95,14 @@ def _evaluation_sections(loaded: LoadedGenerator, n: int, tmp: Path) -> list[tup
         ("Evaluation", _evaluation_table(result, found.floor) + note),
         ("Memorisation check", _png(figure)),
     ]
+
+
+def _evaluation_note(found: Evaluation, n: int, features: str = "") -> str:
+    result = found.result
+    return (
+        f'<p class="note">{n} samples; features {features}{result["extractor"]} '
+        f"({result['extractor_weights']}); floor: {html.escape(found.floor_what)}.</p>"
+    )
 
 
 def write_report(
@@ -115,7 +123,7 @@ def write_report(
         if metric_plot:
             sections.append(("Quality during training", _png(metric_plot)))
         sections += _sample_sections(loaded, run_dir, tmp)
-        if config.data.dataset in EXTRACTORS:
+        if config.data.dataset in EXTRACTORS or config.data.dataset == STACKED:
             sections += _evaluation_sections(loaded, n, tmp)
         config_text = html.escape(json.dumps(config.to_dict(), indent=2))
         sections.append(("Configuration", f"<pre>{config_text}</pre>"))

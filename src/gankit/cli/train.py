@@ -248,7 +248,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def speed_note(iterations: int, seconds: float) -> str:
-    """"; 52.1 it/s, 19.2 ms per iteration": this process's steps, without grids, evaluations
+    """ "; 52.1 it/s, 19.2 ms per iteration": this process's steps, without grids, evaluations
     and checkpoints (empty when it trained none)."""
     if iterations <= 0 or seconds <= 0:
         return ""

@@ -21,3 +21,11 @@ MODE_FIGURES = (  # Stacked MNIST's (metrics.modes)
     ("modes", "modes (of 1,000)", False),
     ("kl", "KL to uniform", True),
 )
+
+
+def figures_for(result: dict) -> tuple[tuple[str, str, bool], ...]:
+    """The rows a table shows for one evaluation: Stacked MNIST's mode figures and its copy rate
+    for a mode count, else FIGURES."""
+    if "modes" in result:
+        return (*MODE_FIGURES, ("copy_rate", "copy rate (worst channel)", True))
+    return FIGURES

@@ -17,7 +17,7 @@ import torch
 from gankit.errors import UsageError
 from gankit.images import as_float
 from gankit.metrics.features import Extractor, extract
-from gankit.metrics.reference import RealReference
+from gankit.metrics.reference import COPY_PERCENTILE, RealReference
 from gankit.metrics.suite import copy_rate
 
 MODES = 1000
@@ -89,6 +89,7 @@ def mode_figures(
         "kl_floor": kl_floor(n),
         "copy_rate": max(known) if known else None,
         "copy_rate_per_channel": rates,
+        "copy_percentile": COPY_PERCENTILE,
         "extractor": extractor.name,
         "extractor_weights": extractor.weights_id,
         "reference": reference.name,

@@ -176,7 +176,7 @@ def after_iteration(loop: Loop, state: TrainState) -> bool:
         loop.config = revised
         if world.main:
             folder.write_config(revised.to_dict())
-    config, sched = loop.config, loop.config.schedule
+    config = loop.config
     out_of_time = loop.stop.out_of_time(logs)
     last = step == config.train.iterations or out_of_time
     if logs or last:
