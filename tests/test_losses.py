@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from gankit.losses import LOSSES, get_loss
+from gankit.losses import LOSSES, get_loss, rpgan_pairing
 
 REAL = torch.tensor([2.0, -1.0])
 FAKE = torch.tensor([0.5, -3.0])
@@ -44,6 +44,8 @@ def test_stable_for_extreme_logits(name):
     loss = LOSSES[name]
     big = torch.tensor([1e4, -1e4], requires_grad=True)
     total = loss.d_real(big) + loss.d_fake(big) + loss.g(big)
+    if loss.relativistic:  # its terms pair a real batch with a fake one
+        total = total + rpgan_pairing(big, big.flip(0)) + rpgan_pairing(big.flip(0), big)
     total.backward()
     assert torch.isfinite(total) and torch.isfinite(big.grad).all()
 

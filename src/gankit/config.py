@@ -69,6 +69,12 @@ class ModelConfig:
     spectral_norm: bool = False  # spectral normalisation of every D weight (Miyato et al. 2018)
     dropout_impl: str = "torch"  # D's dropout masks: "torch" (bernoulli_, as nn.Dropout) or
     #                              "fast" (16-bit draws on the CPU; statistically the same)
+    # PacGAN's packing: D judges this many images at once (consecutive images of a batch,
+    # stacked as channels), 1..16; conv architectures, unconditional; batch_size divisible by it
+    pack: int = 1
+    # ProGAN's minibatch standard deviation before D's head: the group size (2..64; the batch
+    # is split into groups of it, with a stride), or None for none; conv architectures
+    minibatch_std: int | None = None
 
     def __post_init__(self) -> None:
         _check_choice("model.init", self.init, ("keras", "dcgan", "torch"))
@@ -84,6 +90,18 @@ class ModelConfig:
             raise ConfigError(f"model.d_dropout rates must be in [0, 1), got {self.d_dropout}")
         if not 0.0 < self.bn_momentum <= 1.0:
             raise ConfigError(f"model.bn_momentum must be in (0, 1], got {self.bn_momentum}")
+        pack = self.pack
+        if isinstance(pack, bool) or not isinstance(pack, int) or not 1 <= pack <= 16:
+            raise ConfigError(f"model.pack must be an integer in 1..16, got {self.pack!r}")
+        if self.minibatch_std is not None and (
+            isinstance(self.minibatch_std, bool)
+            or not isinstance(self.minibatch_std, int)
+            or not 2 <= self.minibatch_std <= 64
+        ):
+            raise ConfigError(
+                f"model.minibatch_std must be a group size in 2..64 or unset, "
+                f"got {self.minibatch_std!r}"
+            )
 
 
 @dataclass
@@ -140,6 +158,7 @@ class TrainConfig:
     joint_d_forward: bool = False
     gp_weight: float | None = None  # WGAN-GP gradient penalty weight (lambda); None: no penalty
     r1_gamma: float | None = None  # R1 penalty gamma on real images; None: no penalty
+    r2_gamma: float | None = None  # the same zero-centred penalty on fake images (R3GAN's R2)
     label_smoothing: float = 0.0  # one-sided: D's real target is 1 - this (BCE losses only)
     acgan_weight: float = 1.0  # weight of the ACGAN class cross-entropy in D's and G's loss
     ema_decay: float | None = None  # EMA of G's weights (e.g. 0.999); None: no EMA
@@ -168,7 +187,7 @@ class TrainConfig:
             raise ConfigError(f"train.ema_decay must be in (0, 1), got {self.ema_decay}")
         if self.ema_rampup is not None and not 0.0 < self.ema_rampup <= 1.0:
             raise ConfigError(f"train.ema_rampup must be in (0, 1], got {self.ema_rampup}")
-        for key in ("gp_weight", "r1_gamma"):
+        for key in ("gp_weight", "r1_gamma", "r2_gamma"):
             value = getattr(self, key)
             if value is not None and value < 0:
                 raise ConfigError(f"train.{key} must be >= 0, got {value}")
@@ -270,15 +289,50 @@ class RunConfig:
                 f"(got d_steps = {train.d_steps}, g_eval_for_fakes = {quirks.g_eval_for_fakes}); "
                 "set train.reuse_fakes = false to let G's step make fakes of its own"
             )
-        if train.joint_d_forward and (quirks.separate_d_steps or train.r1_gamma or train.gp_weight):
+        penalised = train.r1_gamma or train.r2_gamma or train.gp_weight
+        if train.joint_d_forward and (quirks.separate_d_steps or penalised):
             raise ConfigError(
                 "train.joint_d_forward needs one D step on the summed loss without a gradient "
-                "penalty: quirks.separate_d_steps = false, train.r1_gamma and train.gp_weight "
-                "unset (set train.joint_d_forward = false otherwise)"
+                "penalty: quirks.separate_d_steps = false, train.r1_gamma, train.r2_gamma and "
+                "train.gp_weight unset (set train.joint_d_forward = false otherwise)"
             )
+        if train.joint_d_forward and self.model.minibatch_std:
+            raise ConfigError(
+                "train.joint_d_forward would mix real and fake images in model.minibatch_std's "
+                "groups: set one of them off"
+            )
+        if train.loss == "rpgan" and quirks.separate_d_steps:
+            raise ConfigError(
+                "train.loss = 'rpgan' pairs each real image with a fake one in one D step: set "
+                "quirks.separate_d_steps = false"
+            )
+        self._check_d_groups()
         if self.model.architecture != "mlp" and self.model.channels is None:
             raise ConfigError(
                 f"model.channels is required by architecture {self.model.architecture!r}"
+            )
+
+    def _check_d_groups(self) -> None:
+        """Packing and minibatch std: conv D, the batch split evenly."""
+        model, batch = self.model, self.train.batch_size
+        for key, size in (("pack", model.pack), ("minibatch_std", model.minibatch_std)):
+            if size is None or size == 1 and key == "pack":
+                continue
+            if model.architecture == "mlp":
+                raise ConfigError(f"model.{key} is built for the conv architectures, not 'mlp'")
+            if batch % size:
+                raise ConfigError(
+                    f"train.batch_size ({batch}) must be a multiple of model.{key} ({size})"
+                )
+        if model.pack > 1 and self.conditional:
+            raise ConfigError(
+                "model.pack is PacGAN's, for unconditional GANs: set model.conditioning = 'none' "
+                "or model.pack = 1"
+            )
+        if model.pack > 1 and model.minibatch_std and (batch // model.pack) % model.minibatch_std:
+            raise ConfigError(
+                f"model.minibatch_std ({model.minibatch_std}) must divide the packed batch "
+                f"(train.batch_size / model.pack = {batch // model.pack})"
             )
 
     @property

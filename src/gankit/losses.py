@@ -84,6 +84,19 @@ def g_loss_wasserstein(fake_logits: torch.Tensor) -> torch.Tensor:
     return -fake_logits.mean()
 
 
+def rpgan_pairing(winner_logits: torch.Tensor, loser_logits: torch.Tensor) -> torch.Tensor:
+    """The relativistic pairing loss of RpGAN (Jolicoeur-Martineau 2019; R3GAN, Huang et al.
+    2024): mean softplus(-(winner_i - loser_i)) over the pairs i. D's loss is
+    rpgan_pairing(real, fake), G's rpgan_pairing(fake, real)."""
+    return F.softplus(loser_logits - winner_logits).mean()
+
+
+def _paired(logits: torch.Tensor) -> torch.Tensor:
+    """RpGAN's per-batch terms are 0: the pairing term is added where both batches are known
+    (`training.step`)."""
+    return logits.new_zeros(())
+
+
 def d_real_bce_smoothed(real_logits: torch.Tensor, smoothing: float) -> torch.Tensor:
     """BCE with the real target 1 - smoothing (one-sided label smoothing, Salimans et al. 2016):
     (1 - s) softplus(-l) + s softplus(l)."""
@@ -112,7 +125,7 @@ def gradient_penalty(
 
 def r1_penalty(real_images: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:
     """E[||grad_x D(x)||^2] on real images (Mescheder et al. 2018); `real_images` must have
-    required grad before D ran. Multiply by gamma / 2."""
+    required grad before D ran. Multiply by gamma / 2. On fake images it is R2 (R3GAN)."""
     (grad,) = torch.autograd.grad(real_logits.sum(), real_images, create_graph=True)
     return grad.flatten(1).pow(2).sum(1).mean()
 
@@ -124,11 +137,13 @@ def adversarial_logits(output: torch.Tensor | tuple[torch.Tensor, torch.Tensor])
 
 @dataclass(frozen=True)
 class LossFamily:
-    """D's loss is d_real(real_logits) + d_fake(fake_logits); G's is g(fake_logits)."""
+    """D's loss is d_real(real_logits) + d_fake(fake_logits); G's is g(fake_logits). A
+    `relativistic` family adds rpgan_pairing over the real and fake batches instead."""
 
     d_real: Loss
     d_fake: Loss
     g: Loss
+    relativistic: bool = False
 
 
 LOSSES = {
@@ -137,6 +152,7 @@ LOSSES = {
     "hinge": LossFamily(d_real_hinge, d_fake_hinge, g_loss_hinge),
     "least-squares": LossFamily(d_real_least_squares, d_fake_least_squares, g_loss_least_squares),
     "wgan-gp": LossFamily(d_real_wasserstein, d_fake_wasserstein, g_loss_wasserstein),
+    "rpgan": LossFamily(_paired, _paired, _paired, relativistic=True),
 }
 BCE_LOSSES = ("nonsaturating", "minimax")  # the families that one-sided label smoothing applies to
 

@@ -109,6 +109,11 @@ class DCGANDiscriminator(nn.Module):
     BatchNorm (it fights spectral norm and the gradient penalty), then the output head on the
     flattened (4c, H/4, W/4) features. Input conditioning: `concat` adds one-hot planes as extra
     channels, `multiply` multiplies the image by a per-class embedding of its shape.
+
+    `pack` m > 1 (PacGAN, Lin et al. 2018): D reads m consecutive images of the batch as one
+    input of m C channels and returns N / m logits. `minibatch_std` G (Karras et al. 2018): one
+    more feature map before the head, the standard deviation over each group of G inputs
+    averaged over features and positions (`minibatch_stddev`).
     """
 
     def __init__(
@@ -118,10 +123,13 @@ class DCGANDiscriminator(nn.Module):
         num_classes: int = 0,
         conditioning: str = "none",
         leaky_slope: float = 0.2,
+        pack: int = 1,
+        minibatch_std: int | None = None,
     ) -> None:
         super().__init__()
         method = CONDITIONING[conditioning]
         self.num_classes, self.image_shape = num_classes, image_shape
+        self.pack, self.minibatch_std = pack, minibatch_std
         self.reads_labels = method.d_reads_labels
         h0, w0 = _check_shape(image_shape)
         self.input_method = method.d_input
@@ -132,22 +140,28 @@ class DCGANDiscriminator(nn.Module):
         extra = num_classes if self.input_method == "concat" else 0
         c = channels
         self.net = nn.Sequential(
-            nn.Conv2d(image_shape[0] + extra, c, 4, 2, 1),
+            nn.Conv2d(pack * (image_shape[0] + extra), c, 4, 2, 1),
             nn.LeakyReLU(leaky_slope),
             nn.Conv2d(c, 2 * c, 4, 2, 1),
             nn.LeakyReLU(leaky_slope),
             nn.Conv2d(2 * c, 4 * c, 3, 1, 1),
             nn.LeakyReLU(leaky_slope),
-            nn.Flatten(),
         )
-        self.head = OutputHead(4 * c * h0 * w0, num_classes, method.d_head)
+        maps = 4 * c + (1 if minibatch_std else 0)
+        self.head = OutputHead(maps * h0 * w0, num_classes, method.d_head)
 
     @classmethod
     def from_config(
         cls, config: ModelConfig, image_shape: tuple[int, int, int], num_classes: int
     ) -> DCGANDiscriminator:
         return cls(
-            image_shape, _channels(config), num_classes, config.conditioning, config.leaky_slope
+            image_shape,
+            _channels(config),
+            num_classes,
+            config.conditioning,
+            config.leaky_slope,
+            config.pack,
+            config.minibatch_std,
         )
 
     def forward(
@@ -162,7 +176,29 @@ class DCGANDiscriminator(nn.Module):
             n, _, height, width = images.shape
             planes = one_hot(labels, self.num_classes, images.dtype)  # (N, K)
             x = torch.cat([x, planes.view(n, -1, 1, 1).expand(n, -1, height, width)], 1)
-        return self.head(self.net(x), labels)  # net: (N, 4c * H/4 * W/4)
+        if self.pack > 1:  # (N, C, H, W) -> (N / m, m C, H, W): consecutive images together
+            n, channels, height, width = x.shape
+            if n % self.pack:
+                raise ValueError(f"a batch of {n} images does not pack into groups of {self.pack}")
+            x = x.reshape(n // self.pack, self.pack * channels, height, width)
+        h = self.net(x)  # (N', 4c, H/4, W/4)
+        if self.minibatch_std:
+            h = torch.cat([h, minibatch_stddev(h, self.minibatch_std)], 1)
+        return self.head(h.flatten(1), labels)
+
+
+def minibatch_stddev(h: torch.Tensor, group: int) -> torch.Tensor:
+    """(N, 1, H, W): for each of the N / G groups of inputs i, i + N/G, i + 2N/G, ... (StyleGAN2's
+    grouping), the standard deviation of every feature over the group (biased, + 1e-8 under
+    the square root), averaged over features and positions, as one map for each group member.
+    """
+    n, c, height, width = h.shape
+    if n % group:
+        raise ValueError(f"a batch of {n} does not split into minibatch-std groups of {group}")
+    y = h.reshape(group, n // group, c, height, width)
+    y = (y - y.mean(0)).square().mean(0).add(1e-8).sqrt()  # (N/G, C, H, W)
+    y = y.mean((1, 2, 3)).reshape(-1, 1, 1, 1)  # (N/G, 1, 1, 1)
+    return y.repeat(group, 1, height, width)
 
 
 # the registry entry (gankit.models.ARCHITECTURES): channels-last, oneDNN's and cuDNN's preferred

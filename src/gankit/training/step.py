@@ -25,6 +25,7 @@ from gankit.losses import (
     get_loss,
     gradient_penalty,
     r1_penalty,
+    rpgan_pairing,
 )
 from gankit.models.conditioning import CONDITIONING
 from gankit.training.optim import ema_decay, lr_factor, set_learning_rate, update_ema
@@ -43,6 +44,7 @@ class StepOptions:
         label_smoothing: one-sided smoothing of D's real target (BCE losses).
         gp_weight: WGAN-GP gradient-penalty weight, or None.
         r1_gamma: R1 penalty gamma, or None.
+        r2_gamma: R2 (the same penalty on the fake batch) gamma, or None.
         acgan_weight: weight of the auxiliary class cross-entropy, or None (not ACGAN).
         augment: DiffAugment applied to every image D sees, or None.
         autocast: dtype of G's and D's forward passes (torch.bfloat16), or None for fp32; the
@@ -55,6 +57,7 @@ class StepOptions:
     label_smoothing: float = 0.0
     gp_weight: float | None = None
     r1_gamma: float | None = None
+    r2_gamma: float | None = None
     acgan_weight: float | None = None
     augment: Augment | None = None
     autocast: torch.dtype | None = None
@@ -69,6 +72,7 @@ class StepOptions:
             label_smoothing=train.label_smoothing,
             gp_weight=train.gp_weight,
             r1_gamma=train.r1_gamma,
+            r2_gamma=train.r2_gamma,
             acgan_weight=train.acgan_weight if CONDITIONING[conditioning].classifies else None,
             augment=diff_augment if train.diffaugment else None,
             autocast=torch.bfloat16 if train.precision == "bf16" else None,
@@ -123,8 +127,9 @@ def _d_loss(
         loss = options.loss.d_real(logits)
     if options.acgan_weight is not None:
         loss = loss + options.acgan_weight * F.cross_entropy(output[1], labels)
-    if real and options.r1_gamma:
-        loss = loss + 0.5 * options.r1_gamma * r1_penalty(images, logits)
+    gamma = options.r1_gamma if real else options.r2_gamma
+    if gamma:
+        loss = loss + 0.5 * gamma * r1_penalty(images, logits)
     return loss, logits
 
 
@@ -136,8 +141,8 @@ def _d_term(
     options: StepOptions,
     rng: torch.Generator | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """D's loss on one batch (real or fake), with its class and R1 terms; and the logits."""
-    if real and options.r1_gamma:
+    """D's loss on one batch (real or fake), with its class and R1 (R2) terms; and the logits."""
+    if options.r1_gamma if real else options.r2_gamma:
         images = images.detach().requires_grad_(True)
     seen = options.augment(images, rng) if options.augment else images
     output = options.forward(discriminator, seen, labels)
@@ -160,9 +165,10 @@ def _d_terms_joint(
     once per D step instead of twice (as in BigGAN's implementation, which concatenates too)."""
     real_seen = options.augment(real_images, rng) if options.augment else real_images
     fake_seen = options.augment(fake_images, rng) if options.augment else fake_images
-    n = len(real_images)
     labels = None if real_labels is None else torch.cat([real_labels, fake_labels])
     output = options.forward(discriminator, torch.cat([real_seen, fake_seen]), labels)
+    # the first half of the outputs is the real batch's (N, or N / m with packing)
+    n = len(adversarial_logits(output)) // 2
     if isinstance(output, tuple):  # ACGAN: (logits, class logits), each split at n
         real_out, fake_out = tuple(o[:n] for o in output), tuple(o[n:] for o in output)
     else:
@@ -197,7 +203,12 @@ def discriminator_step(
         loss_real, real_logits, loss_fake, fake_logits = _d_terms_joint(
             discriminator, real_images, real_labels, fake_images, fake_labels, options, rng
         )
-        (loss_real + loss_fake).backward()
+        if options.loss.relativistic:
+            pairing = rpgan_pairing(real_logits, fake_logits)
+            loss_real, loss_fake = loss_real + pairing, loss_fake + pairing
+            (loss_real + loss_fake - pairing).backward()
+        else:
+            (loss_real + loss_fake).backward()
         opt_d.step()
         return _d_figures(loss_real, real_logits, loss_fake, fake_logits)
     loss_real, real_logits = _d_term(discriminator, real_images, real_labels, True, options, rng)
@@ -210,6 +221,10 @@ def discriminator_step(
         loss_fake.backward()
     else:
         total = loss_real + loss_fake
+        if options.loss.relativistic:  # the config refuses separate steps with it
+            pairing = rpgan_pairing(real_logits, fake_logits)
+            total = total + pairing
+            loss_real, loss_fake = loss_real + pairing, loss_fake + pairing
         if options.gp_weight:
             penalty = gradient_penalty(discriminator, real_images, fake_images, real_labels, rng)
             total = total + options.gp_weight * penalty
@@ -240,13 +255,15 @@ def generator_step(
     options: StepOptions,
     rng: torch.Generator | None = None,
     fakes: torch.Tensor | None = None,
+    real: tuple[torch.Tensor, torch.Tensor | None] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Updates G through a frozen D (the reference's "combined" model).
 
     D keeps its mode (Dropout stays active, as in Keras) but gets no weight gradients:
     `requires_grad_(False)` skips them instead of computing and discarding them. `fakes`, when
     given, are G(z, labels) made earlier with their graph (`train.reuse_fakes`), so G does not
-    run again.
+    run again. A relativistic loss pairs the fakes with D's logits of `real` (D as it is now,
+    without a graph: nothing of G flows through them).
     """
     discriminator.requires_grad_(False)
     try:
@@ -256,6 +273,16 @@ def generator_step(
         seen = options.augment(fakes, rng) if options.augment else fakes
         output = options.forward(discriminator, seen, labels)
         g_loss = options.loss.g(adversarial_logits(output))
+        if options.loss.relativistic:
+            if real is None:
+                raise ValueError("a relativistic loss needs the real batch in G's step")
+            real_images, real_labels = real
+            with torch.no_grad():
+                real_seen = options.augment(real_images, rng) if options.augment else real_images
+                real_logits = adversarial_logits(
+                    options.forward(discriminator, real_seen, real_labels)
+                )
+            g_loss = g_loss + rpgan_pairing(adversarial_logits(output), real_logits)
         if options.acgan_weight is not None:
             g_loss = g_loss + options.acgan_weight * F.cross_entropy(output[1], labels)
         g_loss.backward()
@@ -322,8 +349,17 @@ def train_iteration(
             torch.randint(classes, (batch,), device=device, generator=rng) if classes else None
         )
     # G steps through D's plain module: D is frozen there, so DDP has nothing to all-reduce
+    paired = (real, real_labels) if options.loss.relativistic else None
     g_out = generator_step(
-        state.generator_train, state.discriminator, state.opt_g, z, g_labels, options, rng, kept
+        state.generator_train,
+        state.discriminator,
+        state.opt_g,
+        z,
+        g_labels,
+        options,
+        rng,
+        kept,
+        paired,
     )
     if state.generator_ema is not None:
         decay = ema_decay(config.train.ema_decay, state.step, config.train.ema_rampup)
