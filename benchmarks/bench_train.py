@@ -1,6 +1,9 @@
 """Training speed: gankit's presets against the fixed reference loop, in one run.
 
 Sections (each can be run alone; results of sections not run are kept from earlier runs):
+  budget    cdcgan's budget recipe (each version's own [on_budget] tables) against gankit at
+            --baseline REV, whole processes of --budget-iterations, alternated (REV runs in this
+            environment: install what it needs, e.g. mlxtend for commits before 0.4).
   headline  seed-cgan at batch 32 against the reference loop `ref_loop.py` (seed-cgan's algorithm
             written the way common PyTorch GAN examples are) as whole processes of --iterations
             iterations with grids and checkpoints off, alternated, median of --repeats pairs.
@@ -724,10 +727,19 @@ def checks(results: dict) -> list[tuple[str, bool, str, tuple[str, int] | None]]
         ok = h["speedup"] >= TARGET_SPEEDUP
         found.append(
             (
-                "seed-cgan >= 1.3x the reference (whole processes)",
+                f"seed-cgan >= {TARGET_SPEEDUP}x the reference (whole processes)",
                 ok,
                 f"{h['speedup']:.2f}x",
                 ("seed-cgan", 32),
+            )
+        )
+    if b := results.get("budget"):
+        found.append(
+            (
+                f"cdcgan's budget recipe >= {TARGET_BUDGET_SPEEDUP}x gankit at {b['baseline']}",
+                b["speedup"] >= TARGET_BUDGET_SPEEDUP,
+                f"{b['speedup']:.2f}x",
+                None,
             )
         )
     if s := results.get("sweep"):

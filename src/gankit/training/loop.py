@@ -184,11 +184,17 @@ def after_iteration(loop: Loop, state: TrainState) -> bool:
         state.metrics.update(row)
         if world.main and loop.progress is not None:
             loop.progress(step, row)
-    began = logbook.clock()
-    try:
-        housekeeping(loop, state, last, out_of_time)
-    finally:
-        loop.housekeeping += logbook.clock() - began
+    sched = config.schedule
+    due = last or any(
+        every is not None and step % every == 0
+        for every in (sched.sample_every, sched.eval_every, sched.checkpoint_every)
+    )
+    if due:  # timed apart from the steps (the clock is read only then)
+        began = logbook.clock()
+        try:
+            housekeeping(loop, state, last, out_of_time)
+        finally:
+            loop.housekeeping += logbook.clock() - began
     if out_of_time:
         logger.info(
             "time limit reached at iteration %d (of %d planned)", step, config.train.iterations
