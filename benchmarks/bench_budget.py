@@ -44,15 +44,13 @@ WORK = ROOT / "benchmarks" / "_work" / "budget"
 LOG = RESULTS / "bench_budget.jsonl"
 PLOT = ROOT / "docs" / "images" / "budget_pareto.png"
 REFERENCE_ITERATIONS, REFERENCE_EVERY = 20_000, 2_500
-# Rows carry the study they belong to. Study 4: cdcgan's budget recipe also runs D once over
-# the real and fake batches together (`train.joint_d_forward`). Study 3: one G forward per
+# Rows carry the study they belong to. Study 3: cdcgan's budget recipe makes one G forward per
 # iteration (`train.reuse_fakes`). Study 2 (two G forwards, the plan revised during the run,
 # decay over the last fifth) and study 1 (rows without the key: planned once, decay over the
 # second half) stay in the tables where study 3 has no row for the job, marked, and under
 # their recipe's name for cdcgan itself. A job is done when its row belongs to this study.
-STUDY = 4
+STUDY = 3
 PAST_STUDIES = {  # study: (mark, names of its recipes)
-    3: ("§", {"cdcgan": "cdcgan two D forwards"}),
     1: ("†", {"cdcgan": "cdcgan decay over 2nd half"}),
     2: ("‡", {"cdcgan": "cdcgan two G forwards", "cdcgan repeat": "cdcgan two G forwards repeat"}),
 }
@@ -429,10 +427,7 @@ def pareto_table(rows: list[dict], ref: dict, cpu: str) -> str:
             f"{', '.join(missing)}."
         )
     lines[0] += (
-        f" Rows of past studies: {PAST_STUDIES[3][0]} cdcgan's recipe then ran D twice per "
-        f"iteration (once on the real, once on the fake batch), about 0.9x the iterations per "
-        f"second of today's in the loop; "
-        f"{PAST_STUDIES[2][0]} it made two G forwards "
+        f" Rows of past studies: {PAST_STUDIES[2][0]} cdcgan's recipe then made two G forwards "
         f"per iteration (fresh noise for G's step), about 0.9x the iterations per second of "
         f"today's; {PAST_STUDIES[1][0]} the first pass besides planned once, without revising "
         f"(it used 76-100% of its budget), and decayed over the second half of the run instead "
