@@ -25,6 +25,7 @@ Writes benchmarks/results/bench_train.{md,json}.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -34,6 +35,7 @@ import sys
 import tempfile
 import time
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -215,14 +217,36 @@ def git_commit() -> str:
     return done.stdout.strip() or "unknown"
 
 
-def baseline_checkout(revision: str, folder: Path) -> Path:
-    """A detached git worktree of `revision` in `folder`; returns its src/ (for PYTHONPATH)."""
-    subprocess.run(
-        ["git", "-C", str(ROOT), "worktree", "add", "--detach", "--force", str(folder), revision],
-        check=True,
-        capture_output=True,
-    )
-    return folder / "src"
+@contextlib.contextmanager
+def baseline_checkout(revision: str | None) -> Iterator[Path | None]:
+    """A detached git worktree of `revision` in a temporary folder, removed afterwards; yields
+    its src/ (for PYTHONPATH), or None without a revision."""
+    if not revision:
+        yield None
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "baseline"
+        subprocess.run(
+            [
+                "git",
+                "-C",
+                str(ROOT),
+                "worktree",
+                "add",
+                "--detach",
+                "--force",
+                str(folder),
+                revision,
+            ],
+            check=True,
+            capture_output=True,
+        )
+        try:
+            yield folder / "src"
+        finally:
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(folder)], check=False
+            )
 
 
 def headline(args: argparse.Namespace) -> dict:
@@ -233,11 +257,9 @@ def headline(args: argparse.Namespace) -> dict:
         "reference loop": [],
         "seed-cgan, fast masks": [],
     }
-    with tempfile.TemporaryDirectory() as tmp:
-        baseline = None
-        if args.baseline:
-            baseline = baseline_checkout(args.baseline, Path(tmp) / "baseline")
-            samples[f"gankit {args.baseline}"] = []
+    if args.baseline:
+        samples[f"gankit {args.baseline}"] = []
+    with baseline_checkout(args.baseline) as baseline:
         for repeat in range(args.repeats):
             log_every = args.iterations // 10
             samples["seed-cgan"].append(gankit_run("seed-cgan", 32, args.iterations, log_every))
@@ -250,11 +272,6 @@ def headline(args: argparse.Namespace) -> dict:
                     gankit_run("seed-cgan", 32, args.iterations, log_every, source=baseline)
                 )
             print(f"headline round {repeat + 1}/{args.repeats} done", file=sys.stderr)
-        if baseline is not None:
-            subprocess.run(
-                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(baseline.parent)],
-                check=False,
-            )
     medians = {
         name: {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         for name, runs in samples.items()
@@ -316,21 +333,14 @@ def budget(args: argparse.Namespace) -> dict:
     theirs = budget_recipe(shown.stdout)
     iterations, name = args.budget_iterations, f"gankit {args.baseline}"
     samples: dict[str, list[dict[str, float]]] = {"gankit": [], name: []}
-    with tempfile.TemporaryDirectory() as tmp:
-        baseline = baseline_checkout(args.baseline, Path(tmp) / "baseline")
-        try:
-            for repeat in range(args.repeats):
-                log_every = iterations // 10
-                samples["gankit"].append(gankit_run("cdcgan", 32, iterations, log_every, *ours))
-                samples[name].append(
-                    gankit_run("cdcgan", 32, iterations, log_every, *theirs, source=baseline)
-                )
-                print(f"budget round {repeat + 1}/{args.repeats} done", file=sys.stderr)
-        finally:
-            subprocess.run(
-                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(baseline.parent)],
-                check=False,
+    with baseline_checkout(args.baseline) as baseline:
+        for repeat in range(args.repeats):
+            log_every = iterations // 10
+            samples["gankit"].append(gankit_run("cdcgan", 32, iterations, log_every, *ours))
+            samples[name].append(
+                gankit_run("cdcgan", 32, iterations, log_every, *theirs, source=baseline)
             )
+            print(f"budget round {repeat + 1}/{args.repeats} done", file=sys.stderr)
     ratios = [
         old["ms_process"] / new["ms_process"]
         for new, old in zip(samples["gankit"], samples[name], strict=True)
@@ -402,19 +412,13 @@ def public(args: argparse.Namespace) -> dict:
     alternated processes of --sweep-iterations * 3 iterations, median of --sweep-repeats."""
     iterations = 3 * args.sweep_iterations
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with baseline_checkout(args.baseline) as baseline:
         configs = [
             ("dropout torch (bernoulli_)", (), None),
             ("dropout fast (16-bit draws)", ("--set", "model.dropout_impl=fast"), None),
         ]
-        if args.baseline:
-            configs.append(
-                (
-                    f"gankit at {args.baseline}",
-                    (),
-                    baseline_checkout(args.baseline, Path(tmp) / "baseline"),
-                )
-            )
+        if baseline is not None:
+            configs.append((f"gankit at {args.baseline}", (), baseline))
         for batch in (32, 256):
             runs: dict[str, list[float]] = {name: [] for name, _, _ in configs}
             for _ in range(args.sweep_repeats):
@@ -428,19 +432,6 @@ def public(args: argparse.Namespace) -> dict:
                 for name, times in runs.items()
             ]
             print(f"public batch {batch} done", file=sys.stderr)
-        if args.baseline:
-            subprocess.run(
-                [
-                    "git",
-                    "-C",
-                    str(ROOT),
-                    "worktree",
-                    "remove",
-                    "--force",
-                    str(Path(tmp) / "baseline"),
-                ],
-                check=False,
-            )
     return {"iterations": iterations, "repeats": args.sweep_repeats, "rows": rows}
 
 

@@ -203,20 +203,17 @@ def discriminator_step(
         loss_real, real_logits, loss_fake, fake_logits = _d_terms_joint(
             discriminator, real_images, real_labels, fake_images, fake_labels, options, rng
         )
-        if options.loss.relativistic:
-            pairing = rpgan_pairing(real_logits, fake_logits)
-            loss_real, loss_fake = loss_real + pairing, loss_fake + pairing
-            (loss_real + loss_fake - pairing).backward()
-        else:
-            (loss_real + loss_fake).backward()
-        opt_d.step()
-        return _d_figures(loss_real, real_logits, loss_fake, fake_logits)
-    loss_real, real_logits = _d_term(discriminator, real_images, real_labels, True, options, rng)
-    if options.separate_d_steps:
-        loss_real.backward()
-        opt_d.step()
-        opt_d.zero_grad(set_to_none=True)
-    loss_fake, fake_logits = _d_term(discriminator, fake_images, fake_labels, False, options, rng)
+    else:
+        loss_real, real_logits = _d_term(
+            discriminator, real_images, real_labels, True, options, rng
+        )
+        if options.separate_d_steps:
+            loss_real.backward()
+            opt_d.step()
+            opt_d.zero_grad(set_to_none=True)
+        loss_fake, fake_logits = _d_term(
+            discriminator, fake_images, fake_labels, False, options, rng
+        )
     if options.separate_d_steps:
         loss_fake.backward()
     else:
@@ -224,6 +221,7 @@ def discriminator_step(
         if options.loss.relativistic:  # the config refuses separate steps with it
             pairing = rpgan_pairing(real_logits, fake_logits)
             total = total + pairing
+            # each logged term holds the pairing, so d_loss is the pairing plus the penalties' mean
             loss_real, loss_fake = loss_real + pairing, loss_fake + pairing
         if options.gp_weight:
             penalty = gradient_penalty(discriminator, real_images, fake_images, real_labels, rng)
