@@ -12,8 +12,13 @@ samples during training, then `gankit.evaluate` on 10,000 samples beside the rea
 Every finished run's row is written to benchmarks/results/bench_reference.json at once; a run
 whose row is there is skipped when the benchmark runs again (the runs take about 6.5 CPU-hours
 in all, so it is meant to be run in pieces). `--render` only redraws the tables and the plot.
+`--jobs 2 --threads 1` runs two at a time, one thread each: on 2 cores an MLP step at batch 32
+gains only 1.1x from a second thread, so the runs finish in about 0.6x the time. Their training
+seconds are then measured side by side and are marked so (S, the time unit of the budget
+figures, is measured by bench_budget, alone on the machine).
 
-  python benchmarks/bench_reference.py [--sections seeds,sweep] [--jobs 1] [--limit N]
+  python benchmarks/bench_reference.py [--sections seeds,sweep] [--jobs 1] [--threads N]
+                                       [--limit N] [--render]
 Writes benchmarks/results/bench_reference.{md,json} and docs/images/instability.png.
 """
 
@@ -27,6 +32,8 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from multiprocessing import get_context
 from pathlib import Path
 
 from machine import cpu_name
@@ -35,6 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 WORK = ROOT / "benchmarks" / "_work" / "reference"
 PLOT = ROOT / "docs" / "images" / "instability.png"
+GRIDS = ROOT / "docs" / "images" / "reference-grids.png"
+GRID_STEPS = (2000, 10_000, 16_000, 20_000)  # the iterations of the report's pictures
 ITERATIONS, EVAL_EVERY, EVAL_SAMPLES, FINAL_N = 20_000, 1000, 5000, 10_000
 SEEDS = {"mnist-sample": (1, 2, 3, 4, 5), "fashion-mnist": (1, 2, 3)}
 PRESETS = ("seed-gan", "seed-cgan")
@@ -86,7 +95,11 @@ def best_setting(done: dict) -> dict | None:
 
 def train_and_measure(preset: str, dataset: str, seed: int, overrides: dict, threads: int) -> dict:
     """One run: train (skipped when its last checkpoint exists), then the final evaluation."""
+    import torch
+
     import gankit
+
+    torch.set_num_threads(threads)
 
     name = run_key(preset, dataset, seed, overrides).replace("|", "_").replace(",", "_")
     out = WORK / name.replace("=", "-")
@@ -201,7 +214,11 @@ def render(results: dict) -> str:
         seeds = ",".join(str(r["seed"]) for r in sorted(rows, key=lambda r: r["seed"]))
         lines.append(f"| {preset} | {dataset} | {seeds} | " + " | ".join(cells) + f" | {train} |")
     if groups:
+        jobs = max(r.get("jobs", 1) for rows in groups.values() for r in rows)
         lines += [
+            "",
+            f"Train s: the training loop's seconds, {jobs} run(s) at a time on the machine "
+            "(with evaluations every 1,000 iterations; not an S, which is measured alone).",
             "",
             "Real-data floors: "
             + "; ".join(
@@ -304,17 +321,43 @@ def plot(results: dict) -> None:
     fig.savefig(PLOT, dpi=110)
 
 
+def grids() -> None:
+    """Seed 1's fixed-noise grids of both reference models on mnist-sample at the iterations of
+    the report's pictures, side by side (from the run folders, when they are here)."""
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    folders = {p: WORK / f"{p}_mnist-sample_1_" / "images" for p in PRESETS}
+    paths = {(p, n): folders[p] / f"{n}.png" for p in PRESETS for n in GRID_STEPS}
+    if not all(path.is_file() for path in paths.values()):
+        return
+    fig = Figure(figsize=(2.6 * len(GRID_STEPS), 5.6))
+    axes = fig.subplots(len(PRESETS), len(GRID_STEPS))
+    for row, preset in enumerate(PRESETS):
+        for column, step in enumerate(GRID_STEPS):
+            ax = axes[row, column]
+            ax.imshow(Image.open(paths[preset, step]).convert("L"), cmap="gray")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{preset}, {step:,} iterations", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(GRIDS, dpi=110)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sections", default="seeds,sweep")
     parser.add_argument("--limit", type=int, default=None, help="run at most this many runs")
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="per run")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time")
     parser.add_argument("--render", action="store_true", help="only redraw tables and plot")
     args = parser.parse_args()
     sections = args.sections.split(",")
     unknown = set(sections) - {"seeds", "sweep"}
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}; choose from seeds, sweep")
+    if args.jobs < 1 or args.threads < 1 or (args.limit is not None and args.limit < 1):
+        parser.error("--jobs, --threads and --limit must be at least 1")
     path = RESULTS / "bench_reference.json"
     results = json.loads(path.read_text()) if path.is_file() else {"runs": {}}
     results.setdefault("selection", SELECTION)
@@ -326,28 +369,37 @@ def main() -> None:
             f"torch {torch.__version__}"
         )
         WORK.mkdir(parents=True, exist_ok=True)
-        count = 0
-        while args.limit is None or count < args.limit:
-            todo = [
-                r
-                for r in planned_runs(sections, results["runs"])
-                if run_key(*r) not in results["runs"]
-            ]
-            if not todo:
-                break
-            preset, dataset, seed, overrides = todo[0]
-            print(f"run {run_key(*todo[0])} ({len(todo)} left)", file=sys.stderr)
-            row = train_and_measure(preset, dataset, seed, overrides, args.threads)
-            row["machine"] = machine
-            results["runs"][run_key(*todo[0])] = row
-            results["machine"] = machine
-            RESULTS.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(results, indent=1))  # kept as soon as it is done
-            count += 1
+        started = 0
+        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+            running: dict = {}
+            while True:
+                # planned again after each run: the sweep's confirmation runs appear only once its
+                # grid is done
+                todo = [
+                    r
+                    for r in planned_runs(sections, results["runs"])
+                    if run_key(*r) not in results["runs"] and run_key(*r) not in running
+                ]
+                while todo and len(running) < args.jobs and started < (args.limit or 10**9):
+                    run = todo.pop(0)
+                    print(f"run {run_key(*run)} ({len(todo)} more)", file=sys.stderr, flush=True)
+                    running[run_key(*run)] = pool.submit(train_and_measure, *run, args.threads)
+                    started += 1
+                if not running:
+                    break
+                done, _ = wait(running.values(), return_when=FIRST_COMPLETED)
+                for key in [k for k, f in running.items() if f in done]:
+                    row = running.pop(key).result()
+                    row["machine"], row["jobs"] = machine, args.jobs
+                    results["runs"][key] = row
+                    results["machine"] = machine
+                    RESULTS.mkdir(parents=True, exist_ok=True)
+                    path.write_text(json.dumps(results, indent=1))  # kept as soon as it is done
     text = render(results)
     print(text)
     (RESULTS / "bench_reference.md").write_text(text)
     plot(results)
+    grids()
 
 
 if __name__ == "__main__":

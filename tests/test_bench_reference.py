@@ -1,0 +1,125 @@
+"""The summaries behind the reference's instability figures and the sweep's selection rule
+(benchmarks/bench_reference.py): the conclusions in docs/reproduction.md rest on them."""
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(BENCHMARKS))  # for its `machine` helper
+    try:
+        spec = importlib.util.spec_from_file_location(
+            "bench_reference", BENCHMARKS / "bench_reference.py"
+        )
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def grid_rows(bench, figures):
+    """Seed-1 sweep rows: {(lr, beta1): (cond_acc, fid)}."""
+    done = {}
+    for (lr, beta1), (acc, fid) in figures.items():
+        overrides = bench.sweep_overrides(lr, beta1)
+        done[bench.run_key("seed-cgan", "mnist-sample", 1, overrides)] = {
+            "overrides": overrides,
+            "result": {"cond_acc": acc, "fid": fid},
+        }
+    return done
+
+
+def full_grid(bench, acc=0.9, fid=10.0):
+    return {(lr, b): (acc, fid) for lr in bench.LRS for b in bench.BETA1S}
+
+
+def test_the_best_setting_is_the_most_accurate(bench):
+    figures = full_grid(bench)
+    figures[(5e-4, 0.5)] = (0.95, 20.0)
+    assert bench.best_setting(grid_rows(bench, figures)) == bench.sweep_overrides(5e-4, 0.5)
+
+
+def test_a_tie_within_half_a_point_goes_to_the_lower_fid(bench):
+    figures = full_grid(bench)
+    figures[(5e-4, 0.5)] = (0.950, 20.0)
+    figures[(1e-3, 0.0)] = (0.9455, 8.0)  # 0.0045 below: tied, and a lower FID
+    figures[(1e-4, 0.0)] = (0.9449, 1.0)  # 0.0051 below: not tied
+    assert bench.best_setting(grid_rows(bench, figures)) == bench.sweep_overrides(1e-3, 0.0)
+
+
+def test_no_best_setting_until_the_grid_is_complete(bench):
+    figures = full_grid(bench)
+    del figures[(1e-3, 0.0)]
+    done = grid_rows(bench, figures)
+    assert bench.best_setting(done) is None
+    planned = bench.planned_runs(["sweep"], done)
+    assert len(planned) == len(bench.LRS) * len(bench.BETA1S)  # no confirmation runs yet
+    done = grid_rows(bench, full_grid(bench))
+    seeds = [seed for _, _, seed, _ in bench.planned_runs(["sweep"], done)]
+    assert seeds.count(2) == 1 and seeds.count(3) == 1
+
+
+def test_volatility_is_the_mean_change_from_iteration_5000_on(bench):
+    evals = [
+        {"step": s, "fid": f} for s, f in [(4000, 100.0), (5000, 10.0), (6000, 14.0), (7000, 11.0)]
+    ]
+    assert bench.volatility(evals, "fid") == pytest.approx((4 + 3) / 2)
+    assert bench.volatility(evals[:2], "fid") is None  # one evaluation from 5,000 on: no change
+
+
+def test_worst_class_drop_is_the_largest_fall_of_one_class(bench):
+    evals = [
+        {"step": 5000, "cond_acc_per_class": [0.9, 0.8, 0.7]},
+        {"step": 6000, "cond_acc_per_class": [0.95, 0.5, 0.7]},  # class 1 falls 0.3
+        {"step": 7000, "cond_acc_per_class": [0.85, 0.6, 0.75]},  # class 0 falls 0.1
+    ]
+    assert bench.worst_class_drop(evals) == pytest.approx(0.3)
+
+
+def test_rank_correlation_is_spearmans_rho(bench):
+    xs = [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert bench.rank_correlation(xs, [10.0, 20.0, 30.0, 40.0, 50.0]) == pytest.approx(1.0)
+    assert bench.rank_correlation(xs, [5.0, 4.0, 3.0, 2.0, 1.0]) == pytest.approx(-1.0)
+    # by hand: ranks (0,1,2,3) and (1,0,3,2), sum d^2 = 4, rho = 1 - 6*4 / (4*15) = 0.6
+    assert bench.rank_correlation([1, 2, 3, 4], [2.0, 1.0, 4.0, 3.0]) == pytest.approx(0.6)
+    assert bench.rank_correlation([1, 2], [1, 2]) is None
+
+
+def test_render_reports_seeds_and_marks_an_undecided_sweep(bench):
+    evals = [
+        {"step": s, "fid": 10.0 + s / 1000, "cond_acc": 0.9, "cond_acc_per_class": [0.9] * 10,
+         "d_acc_real": 0.6, "d_acc_fake": 0.5 + s / 100_000, "recall": 0.2}
+        for s in range(1000, 8000, 1000)
+    ]  # fmt: skip
+    row = {
+        "preset": "seed-cgan",
+        "dataset": "mnist-sample",
+        "seed": 1,
+        "overrides": {},
+        "result": {
+            "fid": 7.0,
+            "cond_acc": 0.98,
+            "recall": 0.15,
+            "precision": 0.9,
+            "copy_rate": 0.03,
+        },
+        "floor": {"fid": 0.06, "cond_acc": 1.0, "recall": 0.9, "precision": 0.9, "copy_rate": 0.0},
+        "train_s": 600.0,
+        "evals": evals,
+    }
+    second = {**row, "seed": 2, "result": {**row["result"], "fid": 9.0}}
+    sweep = {**row, "overrides": bench.sweep_overrides(1e-3, 0.0)}
+    text = bench.render({"machine": "a CPU", "runs": {"a": row, "b": second, "c": sweep}})
+    assert "| seed-cgan | mnist-sample | 1,2 | 8 ± 1.4 |" in text
+    # D's accuracy on fakes rises while FID rises: rho = +1 on both seeds
+    assert "| seed-cgan | mnist-sample | 2 | 1 | 0 | 0 | 1 |" in text
+    assert "not decided until all 8 settings have run" in text
+    assert not math.isnan(bench.volatility(evals, "fid"))
