@@ -5,6 +5,14 @@ Runs (each `gankit train` for 20,000 iterations, evaluated every 1,000 iteration
 samples during training, then `gankit.evaluate` on 10,000 samples beside the real-data floor):
   seeds   seed-gan and seed-cgan, seeds 1-5 on mnist-sample and 1-3 on fashion-mnist (the
           full 60,000 training images; `apt-get install dataset-fashion-mnist`).
+  conditioning
+          the report's first hypothesis: seed-cgan with only its conditioning changed (the CGAN
+          paper's one-hot concat; a projection D with conditional BatchNorm in G), seeds 1-3 on
+          mnist-sample, beside the same seeds of the reference's multiply.
+  data    5,000 training images against 60,000 (the report trained on full MNIST, gankit's
+          offline runs on the 5,000-digit sample): seed-cgan on a class-balanced 5,000 of
+          fashion-mnist (`data.size`), seeds 1-3, judged against the full dataset like the
+          60,000-image runs of the same seeds.
   sweep   seed-cgan on mnist-sample, seed 1: the learning rate (both players) in 1e-4, 2e-4,
           5e-4, 1e-3 times Adam's beta_1 in 0.5, 0.0; then seeds 2 and 3 of the best. The best
           is chosen by SELECTION (fixed before the runs).
@@ -17,9 +25,10 @@ gains only 1.1x from a second thread, so the runs finish in about 0.6x the time.
 seconds are then measured side by side and are marked so (S, the time unit of the budget
 figures, is measured by bench_budget, alone on the machine).
 
-  python benchmarks/bench_reference.py [--sections seeds,sweep] [--jobs 1] [--threads N]
-                                       [--limit N] [--render]
-Writes benchmarks/results/bench_reference.{md,json} and docs/images/instability.png.
+  python benchmarks/bench_reference.py [--sections seeds,conditioning,data,sweep] [--jobs 1]
+                                       [--threads N] [--limit N] [--render]
+Writes benchmarks/results/bench_reference.{md,json}, docs/images/instability.png and
+docs/images/reference-grids.png (seed 1's grids at the iterations of the report's pictures).
 """
 
 from __future__ import annotations
@@ -47,6 +56,9 @@ GRID_STEPS = (2000, 10_000, 16_000, 20_000)  # the iterations of the report's pi
 ITERATIONS, EVAL_EVERY, EVAL_SAMPLES, FINAL_N = 20_000, 1000, 5000, 10_000
 SEEDS = {"mnist-sample": (1, 2, 3, 4, 5), "fashion-mnist": (1, 2, 3)}
 PRESETS = ("seed-gan", "seed-cgan")
+CONDITIONINGS, CONDITIONING_SEEDS = ("concat", "projection"), (1, 2, 3)
+SUBSET = 5000
+SECTIONS = ("seeds", "conditioning", "data", "sweep")
 LRS, BETA1S = (1e-4, 2e-4, 5e-4, 1e-3), (0.5, 0.0)
 SELECTION = (
     "the best setting is the one with the highest conditional accuracy; settings within 0.005 "
@@ -69,6 +81,16 @@ def planned_runs(sections: list[str], done: dict) -> list[tuple[str, str, int, d
     if "seeds" in sections:
         for dataset, seeds in SEEDS.items():
             runs += [(p, dataset, s, {}) for s in seeds for p in PRESETS]
+    if "conditioning" in sections:
+        runs += [
+            ("seed-cgan", "mnist-sample", s, {"model.conditioning": c})
+            for s in CONDITIONING_SEEDS
+            for c in CONDITIONINGS
+        ]
+    if "data" in sections:
+        runs += [
+            ("seed-cgan", "fashion-mnist", s, {"data.size": SUBSET}) for s in SEEDS["fashion-mnist"]
+        ]
     if "sweep" in sections:
         grid = [sweep_overrides(lr, b) for lr in LRS for b in BETA1S]
         runs += [("seed-cgan", "mnist-sample", 1, o) for o in grid]
@@ -252,7 +274,9 @@ def render(results: dict) -> str:
             values = [v for v in map(measure, rows) if v is not None]
             cells.append(f"{statistics.median(values):.3g}" if values else "-")
         lines.append(f"| {preset} | {dataset} | {len(rows)} | " + " | ".join(cells) + " |")
-    sweep = [r for r in done.values() if r["overrides"]]
+    lines += conditioning_table(done)
+    lines += data_table(done)
+    sweep = [r for r in done.values() if "optim.lr_g" in r["overrides"]]
     if sweep:
         lines += [
             "",
@@ -283,6 +307,69 @@ def render(results: dict) -> str:
             ),
         ]
     return "\n".join(lines) + "\n"
+
+
+def conditioning_table(done: dict) -> list[str]:
+    """The first hypothesis: each conditioning over the seeds it has run, multiply (the
+    reference, no overrides) over the same seeds."""
+    rows = {"multiply": []}
+    for r in done.values():
+        if r["preset"] != "seed-cgan" or r["dataset"] != "mnist-sample":
+            continue
+        if not r["overrides"] and r["seed"] in CONDITIONING_SEEDS:
+            rows["multiply"].append(r)
+        elif set(r["overrides"]) == {"model.conditioning"}:
+            rows.setdefault(r["overrides"]["model.conditioning"], []).append(r)
+    if len(rows) == 1:
+        return []
+    lines = [
+        "",
+        "**The report's first hypothesis** (seed-cgan on mnist-sample with only its conditioning "
+        "changed; mean ± standard deviation over the seeds):",
+        "",
+        "| conditioning | seeds | FID | conditional accuracy | recall | precision |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in ("multiply", *CONDITIONINGS):
+        found = sorted(rows.get(name, []), key=lambda r: r["seed"])
+        if not found:
+            continue
+        cells = [spread([r["result"][k] for r in found]) for k in FIGURES[:4]]
+        seeds = ",".join(str(r["seed"]) for r in found)
+        lines.append(f"| {name} | {seeds} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def data_table(done: dict) -> list[str]:
+    """seed-cgan on fashion-mnist from 5,000 training images and from all 60,000, the same
+    seeds."""
+    subset = [r for r in done.values() if r["overrides"] == {"data.size": SUBSET}]
+    if not subset:
+        return []
+    seeds = {r["seed"] for r in subset}
+    full = [
+        r
+        for r in done.values()
+        if r["preset"] == "seed-cgan"
+        and r["dataset"] == "fashion-mnist"
+        and not r["overrides"]
+        and r["seed"] in seeds
+    ]
+    lines = [
+        "",
+        f"**{SUBSET:,} training images against 60,000** (seed-cgan on fashion-mnist, judged "
+        "against the full dataset; mean ± standard deviation over the same seeds):",
+        "",
+        "| training images | seeds | FID | conditional accuracy | recall | precision | copy rate |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for what, rows in ((f"{SUBSET:,} (500 a class)", subset), ("60,000", full)):
+        if rows:
+            rows = sorted(rows, key=lambda r: r["seed"])
+            cells = [spread([r["result"][k] for r in rows]) for k in FIGURES]
+            seed_list = ",".join(str(r["seed"]) for r in rows)
+            lines.append(f"| {what} | {seed_list} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def plot(results: dict) -> None:
@@ -346,16 +433,16 @@ def grids() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sections", default="seeds,sweep")
+    parser.add_argument("--sections", default=",".join(SECTIONS))
     parser.add_argument("--limit", type=int, default=None, help="run at most this many runs")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="per run")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time")
     parser.add_argument("--render", action="store_true", help="only redraw tables and plot")
     args = parser.parse_args()
     sections = args.sections.split(",")
-    unknown = set(sections) - {"seeds", "sweep"}
+    unknown = set(sections) - set(SECTIONS)
     if unknown:
-        parser.error(f"unknown sections {sorted(unknown)}; choose from seeds, sweep")
+        parser.error(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
     if args.jobs < 1 or args.threads < 1 or (args.limit is not None and args.limit < 1):
         parser.error("--jobs, --threads and --limit must be at least 1")
     path = RESULTS / "bench_reference.json"

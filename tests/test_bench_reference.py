@@ -123,3 +123,42 @@ def test_render_reports_seeds_and_marks_an_undecided_sweep(bench):
     assert "| seed-cgan | mnist-sample | 2 | 1 | 0 | 0 | 1 |" in text
     assert "not decided until all 8 settings have run" in text
     assert not math.isnan(bench.volatility(evals, "fid"))
+
+
+def test_the_conditioning_table_pairs_the_same_seeds(bench):
+    def row(seed, fid, overrides):
+        figures = {"fid": fid, "cond_acc": 0.9, "recall": 0.2, "precision": 0.8, "copy_rate": 0.0}
+        return {"preset": "seed-cgan", "dataset": "mnist-sample", "seed": seed,
+                "overrides": overrides, "result": figures}  # fmt: skip
+
+    done = {f"m{s}": row(s, 10.0 + s, {}) for s in (1, 2, 3, 4, 5)}
+    assert bench.conditioning_table(done) == []  # nothing to compare yet
+    done |= {f"c{s}": row(s, 5.0, {"model.conditioning": "concat"}) for s in (1, 2)}
+    done["sweep"] = row(1, 1.0, bench.sweep_overrides(1e-3, 0.0))  # not a conditioning row
+    lines = bench.conditioning_table(done)
+    assert "| multiply | 1,2,3 | 12 ± 1 |" in "\n".join(lines)  # seeds 4 and 5 left out
+    assert "| concat | 1,2 | 5 ± 0 |" in "\n".join(lines)
+    assert not any(line.startswith("| projection") for line in lines)
+    planned = bench.planned_runs(["conditioning"], {})
+    assert len(planned) == 6 and {o["model.conditioning"] for *_, o in planned} == {
+        "concat",
+        "projection",
+    }
+
+
+def test_the_data_table_compares_the_same_seeds(bench):
+    def row(seed, fid, overrides):
+        figures = {"fid": fid, "cond_acc": 0.7, "recall": 0.01, "precision": 0.6, "copy_rate": 0.0}
+        return {"preset": "seed-cgan", "dataset": "fashion-mnist", "seed": seed,
+                "overrides": overrides, "result": figures}  # fmt: skip
+
+    done = {f"f{s}": row(s, 20.0 + s, {}) for s in (1, 2, 3)}
+    assert bench.data_table(done) == []
+    done["s1"] = row(1, 30.0, {"data.size": bench.SUBSET})
+    text = "\n".join(bench.data_table(done))
+    assert "| 5,000 (500 a class) | 1 | 30 |" in text
+    assert "| 60,000 | 1 | 21 |" in text  # only the seed the subset has
+    planned = bench.planned_runs(["data"], {})
+    assert [(p, d, o) for p, d, _, o in planned] == [
+        ("seed-cgan", "fashion-mnist", {"data.size": 5000})
+    ] * 3

@@ -228,3 +228,49 @@ def test_download_off_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setitem(data.IDX_DATASETS, "mnist", IdxSpec({"a.gz": "0"}, mirrors=()))
     with pytest.raises(DataError, match="download is off"):
         load_dataset("mnist", download=False)
+
+
+def test_idx_balanced_subset(tmp_path):
+    folder = write_idx_dataset(tmp_path / "mnist", n_train=60)  # 6 images of each class
+    full = load_dataset("mnist", data_dir=folder)
+    subset = load_dataset("mnist", data_dir=folder, size=23, seed=3)
+    # 23 = 2 of each class and one more of classes 0, 1, 2
+    assert np.bincount(subset.labels.numpy()).tolist() == [3, 3, 3] + [2] * 7
+    # each image is one of the dataset's own, with its own label, in the dataset's order
+    rows = {full.pixels[i].numpy().tobytes(): int(full.labels[i]) for i in range(60)}
+    positions = [list(rows).index(p.numpy().tobytes()) for p in subset.pixels]
+    assert positions == sorted(positions) and len(set(positions)) == 23
+    assert [rows[p.numpy().tobytes()] for p in subset.pixels] == subset.labels.tolist()
+    again = load_dataset("mnist", data_dir=folder, size=23, seed=3)
+    assert torch.equal(again.pixels, subset.pixels)  # deterministic from the seed
+    other = load_dataset("mnist", data_dir=folder, size=23, seed=4)
+    assert not torch.equal(other.pixels, subset.pixels)
+    assert torch.equal(load_dataset("mnist", data_dir=folder, size=60).pixels, full.pixels)
+
+
+@pytest.mark.parametrize(
+    "size, message",
+    [
+        (0, "data.size must be in 1..60"),
+        (61, "data.size must be in 1..60"),
+        (-5, "data.size must be in 1..60"),
+    ],
+)
+def test_idx_subset_sizes_out_of_range(tmp_path, size, message):
+    folder = write_idx_dataset(tmp_path / "mnist")
+    with pytest.raises(DataError, match=message):
+        load_dataset("mnist", data_dir=folder, size=size)
+
+
+def test_idx_subset_needs_enough_of_each_class(tmp_path):
+    folder = write_idx_dataset(tmp_path / "mnist")
+    labels = np.array([0] * 51 + list(range(1, 10)))  # class 1 has one image
+    write_idx(folder / "train-labels-idx1-ubyte.gz", labels)
+    with pytest.raises(DataError, match="asks 2 images of class 1 of mnist, which has 1"):
+        load_dataset("mnist", data_dir=folder, size=20)
+
+
+def test_a_size_is_refused_where_it_means_nothing(tiny_npz):
+    for name in ("mnist-sample", str(tiny_npz)):
+        with pytest.raises(DataError, match="data.size applies to stacked-mnist"):
+            load_dataset(name, size=100)

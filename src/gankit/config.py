@@ -40,7 +40,8 @@ class DataConfig:
     dataset: str = "mnist-sample"  # a name in gankit.data.DATASETS, a .npz file or a folder of PNGs
     data_dir: str | None = None  # folder holding the IDX files (mnist, fashion-mnist); None: search
     split: str = "train"  # "train" or "test" (IDX datasets; the others have only "train")
-    # stacked-mnist: how many triples to draw (None: 128,000, PacGAN's setting) and their seed
+    # stacked-mnist: how many triples to draw (None: 128,000, PacGAN's setting) and their seed;
+    # mnist, fashion-mnist: train on a class-balanced subset of this many images, drawn by seed
     size: int | None = None
     seed: int = 0
 

@@ -370,21 +370,29 @@ def load_dataset(
 ) -> ImageDataset:
     """Loads a dataset by name (`DATASETS`), or from a `.npz` file or a folder of PNGs.
 
-    `size` and `seed` make `stacked-mnist` (see `load_stacked_mnist`); other datasets ignore
-    them.
+    `size` and `seed` make `stacked-mnist` (see `load_stacked_mnist`) and cut a class-balanced
+    subset of `mnist` and `fashion-mnist` (see `balanced_subset`); the other datasets refuse
+    a `size`.
 
     Raises:
-        DataError: unknown name, missing or malformed files, with the file and fault named.
+        DataError: unknown name, missing or malformed files, with the file and fault named; a
+            `size` the dataset cannot give.
     """
     is_file, is_folder = name.endswith(".npz"), Path(name).is_dir()
     if name not in DATASETS and not is_file and not is_folder:
         raise DataError(
             f"unknown dataset {name!r}; choose from {sorted(DATASETS)}, a .npz file or a folder"
         )
+    if size is not None and name not in IDX_DATASETS and name != "stacked-mnist":
+        raise DataError(
+            f"data.size applies to stacked-mnist and to {', '.join(sorted(IDX_DATASETS))}, "
+            f"not to {name!r}"
+        )
     if name in IDX_DATASETS:
         if split not in SPLIT_PREFIX:
             raise DataError(f"unknown split {split!r}; choose from {sorted(SPLIT_PREFIX)}")
-        return load_idx_dataset(name, IDX_DATASETS[name], split, data_dir, download)
+        dataset = load_idx_dataset(name, IDX_DATASETS[name], split, data_dir, download)
+        return dataset if size is None else balanced_subset(dataset, size, seed)
     if split != "train":
         raise DataError(f"dataset {name!r} has only the 'train' split, not {split!r}")
     if name == "mnist-sample":
@@ -396,6 +404,33 @@ def load_dataset(
             raise DataError(f"{name}: no such .npz file")
         return load_npz(name)
     return load_image_folder(name)
+
+
+def balanced_subset(dataset: ImageDataset, size: int, seed: int) -> ImageDataset:
+    """`size` images of `dataset`, as many of each class as `size` allows (the first
+    `size % num_classes` classes get one more), drawn without replacement by `seed`, in the
+    dataset's order: how `mnist-sample` was cut from MNIST (500 a class), for full MNIST or
+    Fashion-MNIST, e.g. to see what a model learns from 5,000 images instead of 60,000.
+
+    Raises:
+        DataError: `size` outside 1..len(dataset), or more of a class than the dataset holds.
+    """
+    total, classes = len(dataset.labels), dataset.num_classes
+    if not 1 <= size <= total:
+        raise DataError(f"data.size must be in 1..{total} for {dataset.name}, got {size}")
+    generator = torch.Generator().manual_seed(seed)
+    picks = []
+    for label in range(classes):
+        wanted = size // classes + (label < size % classes)
+        members = (dataset.labels == label).nonzero().flatten()
+        if wanted > len(members):
+            raise DataError(
+                f"data.size {size} asks {wanted} images of class {label} of {dataset.name}, "
+                f"which has {len(members)}"
+            )
+        picks.append(members[torch.randperm(len(members), generator=generator)[:wanted]])
+    index = torch.cat(picks).sort().values
+    return ImageDataset(dataset.name, dataset.pixels[index], dataset.labels[index], classes)
 
 
 def absolute_data_paths(config: RunConfig, base: str | Path) -> RunConfig:
