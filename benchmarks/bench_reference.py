@@ -136,8 +136,18 @@ def train_and_measure(preset: str, dataset: str, seed: int, overrides: dict, thr
     final = out / "checkpoints" / f"step_{ITERATIONS:07d}.pt"
     started = time.perf_counter()
     if not final.is_file():
-        resume = ["--resume", str(out)] if (out / "config.json").is_file() else ["--overwrite"]
-        subprocess.run([*command, *resume], check=True, stdout=subprocess.DEVNULL)
+        if (out / "config.json").is_file():  # an interrupted run goes on from its checkpoint
+            command = [
+                *command[:4],
+                "--resume",
+                str(out),
+                "--no-progress",
+                "--threads",
+                str(threads),
+            ]
+        else:
+            command.append("--overwrite")
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - started
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     found = gankit.evaluate(out, n=FINAL_N, seed=0, checkpoint=str(final))
@@ -160,10 +170,23 @@ def train_and_measure(preset: str, dataset: str, seed: int, overrides: dict, thr
         "result": {k: found.result.get(k) for k in (*FIGURES, "classes_covered")},
         "floor": {k: (found.floor or {}).get(k) for k in FIGURES},
         "floor_what": found.floor_what,
-        "train_s": next((r["elapsed_s"] for r in reversed(rows) if "elapsed_s" in r), None),
+        "train_s": training_seconds(rows),
         "wall_s": wall,
         "evals": evals,
     }
+
+
+def training_seconds(rows: list[dict]) -> float | None:
+    """The loop's seconds over every process of a run: `elapsed_s` starts again from 0 when a
+    run resumes (its rows after the checkpoint are dropped), so each segment's last figure is
+    added."""
+    total, last = 0.0, None
+    for row in rows:
+        if "elapsed_s" in row:
+            if last is not None and row["elapsed_s"] < last:
+                total += last
+            last = row["elapsed_s"]
+    return None if last is None else total + last
 
 
 # --- summaries -------------------------------------------------------------------------------

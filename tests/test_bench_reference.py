@@ -162,3 +162,11 @@ def test_the_data_table_compares_the_same_seeds(bench):
     assert [(p, d, o) for p, d, _, o in planned] == [
         ("seed-cgan", "fashion-mnist", {"data.size": 5000})
     ] * 3
+
+
+def test_training_seconds_add_up_the_segments_of_a_resumed_run(bench):
+    rows = [{"step": 50, "elapsed_s": 1.0}, {"step": 100, "elapsed_s": 2.0}, {"kind": "eval"}]
+    assert bench.training_seconds(rows) == 2.0
+    resumed = [*rows, {"step": 150, "elapsed_s": 0.5}, {"step": 200, "elapsed_s": 1.5}]
+    assert bench.training_seconds(resumed) == 3.5
+    assert bench.training_seconds([{"kind": "eval"}]) is None
