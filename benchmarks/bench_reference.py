@@ -198,11 +198,24 @@ def spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.3g} ± {statistics.stdev(values):.2g}"
 
 
-def volatility(evals: list[dict], key: str, after: int = 5000) -> float | None:
-    """Mean |change| of `key` between consecutive evaluations from iteration `after` on."""
+def volatility(
+    evals: list[dict], key: str, after: int = 5000, relative: bool = False
+) -> float | None:
+    """Mean |change| of `key` between consecutive evaluations from iteration `after` on; with
+    `relative`, each change as a fraction of the value before it."""
     values = [e[key] for e in evals if e["step"] >= after and e.get(key) is not None]
     steps = list(zip(values, values[1:], strict=False))
-    return statistics.mean(abs(b - a) for a, b in steps) if steps else None
+    if not steps:
+        return None
+    return statistics.mean(abs(b - a) / (abs(a) if relative else 1) for a, b in steps)
+
+
+def changes(evals: list[dict], *keys: str, after: int = 5000) -> list[list[float]]:
+    """For each key, its changes between consecutive evaluations from iteration `after` on (only
+    where every key has a value): the trend of a run taken out, what is left is whether two
+    figures move together from one evaluation to the next."""
+    kept = [e for e in evals if e["step"] >= after and all(e.get(k) is not None for k in keys)]
+    return [[b[k] - a[k] for a, b in zip(kept, kept[1:], strict=False)] for k in keys]
 
 
 def worst_class_drop(evals: list[dict], after: int = 5000) -> float | None:
@@ -274,25 +287,31 @@ def render(results: dict) -> str:
             + ".",
             "",
             "**Instability** (per run, from iteration 5,000 on; medians over the seeds): the "
-            "mean change of FID and of conditional accuracy between consecutive evaluations "
-            "1,000 iterations apart, the largest fall of one class's accuracy between two of "
+            "mean change of FID (and as a share of the FID before it) and of conditional "
+            "accuracy between consecutive evaluations 1,000 iterations apart, the largest "
+            "fall of one class's accuracy between two of "
             "them, and whether D's accuracy (the report's gauge) tracks quality: Spearman's rho "
-            "across the evaluations of D's accuracy on fakes against FID.",
+            "across the evaluations of D's accuracy on fakes against FID, and between their "
+            "changes from one evaluation to the next from iteration 5,000 on (the trend of "
+            "training taken out).",
             "",
-            "| model | dataset | seeds | mean |ΔFID| | mean |Δaccuracy| | worst class drop | "
-            "rho(D fake accuracy, FID) |",
-            "|---|---|---|---|---|---|---|",
+            "| model | dataset | seeds | mean \\|ΔFID\\| | as a share of FID "
+            "| mean \\|Δaccuracy\\| | worst class drop | rho(D fake accuracy, FID) "
+            "| rho(their changes) |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
     for (preset, dataset), rows in sorted(groups.items()):
         cells = []
         for measure in (
             lambda r: volatility(r["evals"], "fid"),
+            lambda r: volatility(r["evals"], "fid", relative=True),
             lambda r: volatility(r["evals"], "cond_acc"),
             lambda r: worst_class_drop(r["evals"]),
             lambda r: rank_correlation(
                 [e["d_acc_fake"] for e in r["evals"] if e["d_acc_fake"] is not None],
                 [e["fid"] for e in r["evals"] if e["d_acc_fake"] is not None],
             ),
+            lambda r: rank_correlation(*changes(r["evals"], "d_acc_fake", "fid")),
         ):
             values = [v for v in map(measure, rows) if v is not None]
             cells.append(f"{statistics.median(values):.3g}" if values else "-")
@@ -396,8 +415,8 @@ def data_table(done: dict) -> list[str]:
 
 
 def plot(results: dict) -> None:
-    """FID and conditional accuracy against iterations, one line per seed, for both models on
-    mnist-sample: what "unstable" means here."""
+    """FID, recall, conditional accuracy and D's accuracy on fakes against iterations, one line
+    per seed, for both models on mnist-sample: what "unstable" means here."""
     from matplotlib.figure import Figure
 
     rows = [
@@ -407,28 +426,44 @@ def plot(results: dict) -> None:
     ]
     if not rows:
         return
-    fig = Figure(figsize=(10, 6.5))
-    axes = fig.subplots(2, 2, sharex=True)
+    panels = (
+        ("fid", "FID (log scale)", 1),
+        ("recall", "recall", 1),
+        ("cond_acc", "conditional accuracy (%)", 100),
+        ("d_acc_fake", "D's accuracy on fakes (%)", 100),
+    )
+    fig = Figure(figsize=(10, 10.5))
+    axes = fig.subplots(len(panels), 2, sharex=True)
+    colours = {}
     for column, preset in enumerate(PRESETS):
         for r in sorted((r for r in rows if r["preset"] == preset), key=lambda r: r["seed"]):
+            colour = colours.setdefault(r["seed"], f"C{len(colours)}")
             steps = [e["step"] for e in r["evals"]]
-            axes[0, column].plot(steps, [e["fid"] for e in r["evals"]], label=f"seed {r['seed']}")
-            if r["evals"] and r["evals"][0].get("cond_acc") is not None:
-                axes[1, column].plot(steps, [100 * e["cond_acc"] for e in r["evals"]])
-            axes[1, column].plot(
-                steps, [100 * e["d_acc_fake"] for e in r["evals"]], ls=":", color="gray"
-            )
+            for row, (key, _, scale) in enumerate(panels):
+                values = [e.get(key) for e in r["evals"]]
+                if any(v is not None for v in values):
+                    axes[row, column].plot(
+                        steps,
+                        [None if v is None else scale * v for v in values],
+                        color=colour,
+                        label=f"seed {r['seed']}",
+                    )
         axes[0, column].set_title(f"{preset}, mnist-sample")
         axes[0, column].set_yscale("log")
-        axes[0, column].set_ylabel("FID (domain features, log)")
-        axes[0, column].legend(fontsize=8)
-        axes[1, column].set_ylabel("conditional accuracy; dotted: D's accuracy on fakes (%)")
-        axes[1, column].set_xlabel("iteration")
-        for ax in axes[:, column]:
-            ax.grid(alpha=0.3)
+        axes[0, column].legend(fontsize=8, ncol=2)
+        for row, (_, label, _) in enumerate(panels):
+            axes[row, column].set_ylabel(label)
+            axes[row, column].grid(alpha=0.3)
+        axes[-1, column].set_xlabel("iteration")
+    axes[2, 0].text(
+        0.5, 0.5, "no condition", ha="center", va="center", transform=axes[2, 0].transAxes
+    )
+    fig.suptitle(
+        "The reference models every 1,000 iterations (5,000 samples each), one line per seed"
+    )
     fig.tight_layout()
     PLOT.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(PLOT, dpi=110)
+    fig.savefig(PLOT, dpi=100)
 
 
 def grids() -> None:
