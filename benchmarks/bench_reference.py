@@ -77,26 +77,29 @@ def sweep_overrides(lr: float, beta1: float) -> dict:
 
 
 def planned_runs(sections: list[str], done: dict) -> list[tuple[str, str, int, dict]]:
+    """The runs of `sections`, section by section in the order given."""
     runs = []
-    if "seeds" in sections:
-        for dataset, seeds in SEEDS.items():
-            runs += [(p, dataset, s, {}) for s in seeds for p in PRESETS]
-    if "conditioning" in sections:
-        runs += [
-            ("seed-cgan", "mnist-sample", s, {"model.conditioning": c})
-            for s in CONDITIONING_SEEDS
-            for c in CONDITIONINGS
-        ]
-    if "data" in sections:
-        runs += [
-            ("seed-cgan", "fashion-mnist", s, {"data.size": SUBSET}) for s in SEEDS["fashion-mnist"]
-        ]
-    if "sweep" in sections:
-        grid = [sweep_overrides(lr, b) for lr in LRS for b in BETA1S]
-        runs += [("seed-cgan", "mnist-sample", 1, o) for o in grid]
-        best = best_setting(done)
-        if best is not None:  # its confirmation, once the grid is complete
-            runs += [("seed-cgan", "mnist-sample", s, best) for s in (2, 3)]
+    for section in sections:
+        if section == "seeds":
+            for dataset, seeds in SEEDS.items():
+                runs += [(p, dataset, s, {}) for s in seeds for p in PRESETS]
+        elif section == "conditioning":
+            runs += [
+                ("seed-cgan", "mnist-sample", s, {"model.conditioning": c})
+                for s in CONDITIONING_SEEDS
+                for c in CONDITIONINGS
+            ]
+        elif section == "data":
+            runs += [
+                ("seed-cgan", "fashion-mnist", s, {"data.size": SUBSET})
+                for s in SEEDS["fashion-mnist"]
+            ]
+        elif section == "sweep":
+            grid = [sweep_overrides(lr, b) for lr in LRS for b in BETA1S]
+            runs += [("seed-cgan", "mnist-sample", 1, o) for o in grid]
+            best = best_setting(done)
+            if best is not None:  # its confirmation, once the grid is complete
+                runs += [("seed-cgan", "mnist-sample", s, best) for s in (2, 3)]
     return runs
 
 
@@ -115,6 +118,11 @@ def best_setting(done: dict) -> dict | None:
     return min(tied, key=lambda item: item[1]["fid"])[0]
 
 
+def run_folder(preset: str, dataset: str, seed: int, overrides: dict) -> Path:
+    name = run_key(preset, dataset, seed, overrides).replace("|", "_").replace(",", "_")
+    return WORK / name.replace("=", "-")
+
+
 def train_and_measure(preset: str, dataset: str, seed: int, overrides: dict, threads: int) -> dict:
     """One run: train (skipped when its last checkpoint exists), then the final evaluation."""
     import torch
@@ -123,8 +131,7 @@ def train_and_measure(preset: str, dataset: str, seed: int, overrides: dict, thr
 
     torch.set_num_threads(threads)
 
-    name = run_key(preset, dataset, seed, overrides).replace("|", "_").replace(",", "_")
-    out = WORK / name.replace("=", "-")
+    out = run_folder(preset, dataset, seed, overrides)
     command = [
         sys.executable, "-m", "gankit", "train", "--preset", preset, "--dataset", dataset,
         "--out", str(out), "--seed", str(seed), "--iterations", str(ITERATIONS),
@@ -192,10 +199,16 @@ def training_seconds(rows: list[dict]) -> float | None:
 # --- summaries -------------------------------------------------------------------------------
 
 
+def figure(value: float, digits: int) -> str:
+    """`value` to `digits` significant digits, without an exponent."""
+    text = f"{value:.{digits}g}"
+    return f"{value:.0f}" if "e" in text and abs(value) >= 1 else text
+
+
 def spread(values: list[float]) -> str:
     if len(values) == 1:
-        return f"{values[0]:.3g}"
-    return f"{statistics.mean(values):.3g} ± {statistics.stdev(values):.2g}"
+        return figure(values[0], 3)
+    return f"{figure(statistics.mean(values), 3)} ± {figure(statistics.stdev(values), 2)}"
 
 
 def volatility(
@@ -476,8 +489,9 @@ def grids() -> None:
     paths = {(p, n): folders[p] / f"{n}.png" for p in PRESETS for n in GRID_STEPS}
     if not all(path.is_file() for path in paths.values()):
         return
-    fig = Figure(figsize=(2.6 * len(GRID_STEPS), 5.6))
-    axes = fig.subplots(len(PRESETS), len(GRID_STEPS))
+    heights = [Image.open(paths[p, GRID_STEPS[0]]).height for p in PRESETS]
+    fig = Figure(figsize=(2.6 * len(GRID_STEPS), 0.6 + 2.6 * sum(heights) / max(heights)))
+    axes = fig.subplots(len(PRESETS), len(GRID_STEPS), gridspec_kw={"height_ratios": heights})
     for row, preset in enumerate(PRESETS):
         for column, step in enumerate(GRID_STEPS):
             ax = axes[row, column]
@@ -525,6 +539,7 @@ def main() -> None:
                     for r in planned_runs(sections, results["runs"])
                     if run_key(*r) not in results["runs"] and run_key(*r) not in running
                 ]
+                todo.sort(key=lambda r: not run_folder(*r).is_dir())  # interrupted runs first
                 while todo and len(running) < args.jobs and started < (args.limit or 10**9):
                     run = todo.pop(0)
                     print(f"run {run_key(*run)} ({len(todo)} more)", file=sys.stderr, flush=True)

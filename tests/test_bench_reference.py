@@ -184,3 +184,15 @@ def test_changes_take_the_trend_out(bench):
         {"step": 8000, "fid": 9.5, "d_acc_fake": 0.5},
     ]
     assert bench.changes(evals, "d_acc_fake", "fid") == [[0.25, -0.25], [-1.0, 0.5]]
+
+
+def test_spreads_read_without_exponents(bench):
+    assert bench.spread([583.0, 1000.0, 166.0]) == "583 ± 417"
+    assert bench.spread([0.0283]) == "0.0283"
+    assert bench.spread([0.001, 0.003]) == "0.002 ± 0.0014"
+
+
+def test_runs_are_planned_in_the_order_of_the_sections(bench):
+    first = bench.planned_runs(["conditioning", "seeds"], {})
+    assert first[0][3] == {"model.conditioning": "concat"} and first[-1][3] == {}
+    assert len(first) == 6 + 2 * (5 + 3)
