@@ -196,3 +196,8 @@ def test_runs_are_planned_in_the_order_of_the_sections(bench):
     first = bench.planned_runs(["conditioning", "seeds"], {})
     assert first[0][3] == {"model.conditioning": "concat"} and first[-1][3] == {}
     assert len(first) == 6 + 2 * (5 + 3)
+
+
+def test_the_selection_rule_is_written_before_the_sweep_runs(bench):
+    text = bench.render({"machine": "a CPU", "runs": {}})
+    assert "not run yet. Rule, fixed before the runs: " + bench.SELECTION in text
