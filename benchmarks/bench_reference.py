@@ -128,6 +128,7 @@ def train_and_measure(preset: str, dataset: str, seed: int, overrides: dict, thr
     import torch
 
     import gankit
+    from gankit.run import RunFolder
 
     torch.set_num_threads(threads)
 
@@ -156,7 +157,7 @@ def train_and_measure(preset: str, dataset: str, seed: int, overrides: dict, thr
             command.append("--overwrite")
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - started
-    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    rows = RunFolder(out).metrics()
     found = gankit.evaluate(out, n=FINAL_N, seed=0, checkpoint=str(final))
     logged = {r["step"]: r for r in rows if "d_acc" in r}
     evals = [
@@ -242,20 +243,17 @@ def worst_class_drop(evals: list[dict], after: int = 5000) -> float | None:
 
 
 def rank_correlation(xs: list[float], ys: list[float]) -> float | None:
-    """Spearman's rho (no ties expected among these measurements)."""
+    """Spearman's rho (torchmetrics'; ties get their mean rank), or None below 3 points."""
     if len(xs) < 3:
         return None
+    import torch
+    from torchmetrics.functional import spearman_corrcoef
 
-    def ranks(values: list[float]) -> list[int]:
-        order = sorted(range(len(values)), key=values.__getitem__)
-        out = [0] * len(values)
-        for rank, i in enumerate(order):
-            out[i] = rank
-        return out
-
-    rx, ry = ranks(xs), ranks(ys)
-    n = len(xs)
-    return 1 - 6 * sum((a - b) ** 2 for a, b in zip(rx, ry, strict=True)) / (n * (n * n - 1))
+    return float(
+        spearman_corrcoef(
+            torch.tensor(xs, dtype=torch.float64), torch.tensor(ys, dtype=torch.float64)
+        )
+    )
 
 
 def render(results: dict) -> str:
@@ -372,6 +370,13 @@ def render(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def seeds_row(name: str, rows: list[dict], keys: tuple[str, ...]) -> str:
+    """A table row: `name`, the seeds of `rows`, and each figure's spread over them."""
+    rows = sorted(rows, key=lambda r: r["seed"])
+    cells = [spread([r["result"][k] for r in rows]) for k in keys]
+    return f"| {name} | {','.join(str(r['seed']) for r in rows)} | " + " | ".join(cells) + " |"
+
+
 def conditioning_table(done: dict) -> list[str]:
     """The first hypothesis: each conditioning over the seeds it has run, multiply (the
     reference, no overrides) over the same seeds."""
@@ -393,14 +398,11 @@ def conditioning_table(done: dict) -> list[str]:
         "| conditioning | seeds | FID | conditional accuracy | recall | precision |",
         "|---|---|---|---|---|---|",
     ]
-    for name in ("multiply", *CONDITIONINGS):
-        found = sorted(rows.get(name, []), key=lambda r: r["seed"])
-        if not found:
-            continue
-        cells = [spread([r["result"][k] for r in found]) for k in FIGURES[:4]]
-        seeds = ",".join(str(r["seed"]) for r in found)
-        lines.append(f"| {name} | {seeds} | " + " | ".join(cells) + " |")
-    return lines
+    return lines + [
+        seeds_row(name, rows[name], FIGURES[:4])
+        for name in ("multiply", *CONDITIONINGS)
+        if rows.get(name)
+    ]
 
 
 def data_table(done: dict) -> list[str]:
@@ -426,13 +428,11 @@ def data_table(done: dict) -> list[str]:
         "| training images | seeds | FID | conditional accuracy | recall | precision | copy rate |",
         "|---|---|---|---|---|---|---|",
     ]
-    for what, rows in ((f"{SUBSET:,} (500 a class)", subset), ("60,000", full)):
-        if rows:
-            rows = sorted(rows, key=lambda r: r["seed"])
-            cells = [spread([r["result"][k] for r in rows]) for k in FIGURES]
-            seed_list = ",".join(str(r["seed"]) for r in rows)
-            lines.append(f"| {what} | {seed_list} | " + " | ".join(cells) + " |")
-    return lines
+    return lines + [
+        seeds_row(what, rows, FIGURES)
+        for what, rows in ((f"{SUBSET:,} (500 a class)", subset), ("60,000", full))
+        if rows
+    ]
 
 
 def plot(results: dict) -> None:
@@ -493,8 +493,10 @@ def grids() -> None:
     from matplotlib.figure import Figure
     from PIL import Image
 
-    folders = {p: WORK / f"{p}_mnist-sample_1_" / "images" for p in PRESETS}
-    paths = {(p, n): folders[p] / f"{n}.png" for p in PRESETS for n in GRID_STEPS}
+    from gankit.run import RunFolder
+
+    folders = {p: RunFolder(run_folder(p, "mnist-sample", 1, {})) for p in PRESETS}
+    paths = {(p, n): folders[p].grid_path(n) for p in PRESETS for n in GRID_STEPS}
     if not all(path.is_file() for path in paths.values()):
         return
     heights = [Image.open(paths[p, GRID_STEPS[0]]).height for p in PRESETS]
