@@ -15,7 +15,12 @@ samples during training, then `gankit.evaluate` on 10,000 samples beside the rea
           60,000-image runs of the same seeds.
   sweep   seed-cgan on mnist-sample, seed 1: the learning rate (both players) in 1e-4, 2e-4,
           5e-4, 1e-3 times Adam's beta_1 in 0.5, 0.0; then seeds 2 and 3 of the best. The best
-          is chosen by SELECTION (fixed before the runs).
+          is chosen by SELECTION (fixed before the runs). The reference's own setting (2e-4,
+          0.5) is the `seeds` section's run of the same seed, not run twice.
+  ablation
+          the Keras code's details, one switched off at a time and all four quirks together,
+          on seed-cgan (mnist-sample, seeds 1-3, planned seed by seed), beside the reference's
+          same seeds.
 
 Every finished run's row is written to benchmarks/results/bench_reference.json at once; a run
 whose row is there is skipped when the benchmark runs again (the runs take about 6.5 CPU-hours
@@ -25,8 +30,8 @@ gains only 1.1x from a second thread, so the runs finish in about 0.6x the time.
 seconds are then measured side by side and are marked so (S, the time unit of the budget
 figures, is measured by bench_budget, alone on the machine).
 
-  python benchmarks/bench_reference.py [--sections seeds,conditioning,data,sweep] [--jobs 1]
-                                       [--threads N] [--limit N] [--render]
+  python benchmarks/bench_reference.py [--sections seeds,conditioning,data,sweep,ablation]
+                                       [--jobs 1] [--threads N] [--limit N] [--render]
 Writes benchmarks/results/bench_reference.{md,json}, docs/images/instability.png and
 docs/images/reference-grids.png (seed 1's grids at the iterations of the report's pictures).
 """
@@ -58,8 +63,23 @@ SEEDS = {"mnist-sample": (1, 2, 3, 4, 5), "fashion-mnist": (1, 2, 3)}
 PRESETS = ("seed-gan", "seed-cgan")
 CONDITIONINGS, CONDITIONING_SEEDS = ("concat", "projection"), (1, 2, 3)
 SUBSET = 5000
-SECTIONS = ("seeds", "conditioning", "data", "sweep")
+SECTIONS = ("seeds", "conditioning", "data", "sweep", "ablation")
 LRS, BETA1S = (1e-4, 2e-4, 5e-4, 1e-3), (0.5, 0.0)
+REFERENCE_SETTING = (2e-4, 0.5)  # seed-cgan's own learning rate and beta_1
+QUIRKS = ("separate_d_steps", "g_eval_for_fakes", "reuse_noise", "real_labels_for_fakes")
+# name -> (the overrides, what changes from the reference)
+ABLATION = {
+    "torch-init": ({"model.init": "torch"}, "PyTorch's default init instead of Keras'"),
+    "one-d-step": ({"quirks.separate_d_steps": False}, "one D step on real and fake together"),
+    "g-train-fakes": ({"quirks.g_eval_for_fakes": False}, "G in training mode for D's fakes"),
+    "fresh-noise": ({"quirks.reuse_noise": False}, "fresh noise in G's step"),
+    "random-fake-labels": (
+        {"quirks.real_labels_for_fakes": False},
+        "random labels for D's fakes",
+    ),
+    "no-quirks": ({f"quirks.{q}": False for q in QUIRKS}, "all four quirks off"),
+}
+ABLATION_SEEDS = (1, 2, 3)
 SELECTION = (
     "the best setting is the one with the highest conditional accuracy; settings within 0.005 "
     "of it are tied, and the tie goes to the lowest FID"
@@ -73,7 +93,20 @@ def run_key(preset: str, dataset: str, seed: int, overrides: dict) -> str:
 
 
 def sweep_overrides(lr: float, beta1: float) -> dict:
+    """The overrides of one sweep setting; none for the reference's own, whose runs are the
+    `seeds` section's."""
+    if (lr, beta1) == REFERENCE_SETTING:
+        return {}
     return {"optim.lr_g": lr, "optim.lr_d": lr, "optim.beta1": beta1}
+
+
+def sweep_setting(overrides: dict) -> tuple[float, float] | None:
+    """(learning rate, beta_1) of a seed-cgan mnist-sample run that belongs to the sweep."""
+    if not overrides:
+        return REFERENCE_SETTING
+    if set(overrides) == {"optim.lr_g", "optim.lr_d", "optim.beta1"}:
+        return overrides["optim.lr_g"], overrides["optim.beta1"]
+    return None
 
 
 def planned_runs(sections: list[str], done: dict) -> list[tuple[str, str, int, dict]]:
@@ -100,7 +133,24 @@ def planned_runs(sections: list[str], done: dict) -> list[tuple[str, str, int, d
             best = best_setting(done)
             if best is not None:  # its confirmation, once the grid is complete
                 runs += [("seed-cgan", "mnist-sample", s, best) for s in (2, 3)]
-    return runs
+        elif section == "ablation":
+            runs += [
+                ("seed-cgan", "mnist-sample", s, overrides)
+                for s in ABLATION_SEEDS
+                for overrides, _ in ABLATION.values()
+            ]
+    return _unique(runs)
+
+
+def _unique(runs: list[tuple[str, str, int, dict]]) -> list[tuple[str, str, int, dict]]:
+    """`runs` without repeats (the sweep's reference setting is also a `seeds` run)."""
+    seen, kept = set(), []
+    for run in runs:
+        key = run_key(*run)
+        if key not in seen:
+            seen.add(key)
+            kept.append(run)
+    return kept
 
 
 def best_setting(done: dict) -> dict | None:
@@ -329,45 +379,103 @@ def render(results: dict) -> str:
         lines.append(f"| {preset} | {dataset} | {len(rows)} | " + " | ".join(cells) + " |")
     lines += conditioning_table(done)
     lines += data_table(done)
-    sweep = [r for r in done.values() if "optim.lr_g" in r["overrides"]]
-    if not sweep:
-        lines += [
-            "",
-            "**The hyper-parameters the report blamed** (seed-cgan on mnist-sample; learning "
-            f"rate in {', '.join(f'{lr:g}' for lr in LRS)} for both players times beta_1 in "
-            f"{', '.join(f'{b:g}' for b in BETA1S)}, seed 1, then seeds 2 and 3 of the best): "
-            f"not run yet. Rule, fixed before the runs: {SELECTION}.",
-        ]
-    else:
-        lines += [
-            "",
-            f"**The hyper-parameters the report blamed** (seed-cgan, mnist-sample). Rule, fixed "
-            f"before the runs: {SELECTION}.",
-            "",
-            "| learning rate | beta_1 | seed | FID | conditional accuracy | recall |",
-            "|---|---|---|---|---|---|",
-        ]
-
-        def order(r: dict) -> tuple:
-            return r["overrides"]["optim.lr_g"], -r["overrides"]["optim.beta1"], r["seed"]
-
-        for r in sorted(sweep, key=order):
-            o, res = r["overrides"], r["result"]
-            lines.append(
-                f"| {o['optim.lr_g']:g} | {o['optim.beta1']:g} | {r['seed']} | {res['fid']:.3g} "
-                f"| {res['cond_acc']:.3f} | {res['recall']:.3g} |"
-            )
-        best = best_setting(done)
-        lines += [
-            "",
-            "Best by the rule: "
-            + (
-                "not decided until all 8 settings have run."
-                if best is None
-                else f"learning rate {best['optim.lr_g']:g}, beta_1 {best['optim.beta1']:g}."
-            ),
-        ]
+    lines += sweep_table(done)
+    lines += ablation_table(done)
     return "\n".join(lines) + "\n"
+
+
+def sweep_table(done: dict) -> list[str]:
+    """The grid at seed 1, then the best setting and the reference's over seeds 1-3."""
+    grid = {}
+    for r in done.values():
+        setting = sweep_setting(r["overrides"])
+        if r["preset"] == "seed-cgan" and r["dataset"] == "mnist-sample" and setting:
+            grid.setdefault(setting, []).append(r)
+    head = (
+        "**The hyper-parameters the report blamed** (seed-cgan on mnist-sample; the learning "
+        f"rate of both players in {', '.join(f'{lr:g}' for lr in LRS)} times Adam's beta_1 in "
+        f"{', '.join(f'{b:g}' for b in BETA1S)}, seed 1, then seeds 2 and 3 of the best). "
+        f"Rule, fixed before the runs: {SELECTION}."
+    )
+    if set(grid) <= {REFERENCE_SETTING}:
+        return ["", head + " Not run yet."]
+    lines = [
+        "",
+        head,
+        "",
+        "| learning rate | beta_1 | FID | conditional accuracy | recall | precision |",
+        "|---|---|---|---|---|---|",
+    ]
+    for lr in LRS:
+        for beta1 in BETA1S:
+            row = next((r for r in grid.get((lr, beta1), []) if r["seed"] == 1), None)
+            if row is None:
+                lines.append(f"| {lr:g} | {beta1:g} | not run yet | | | |")
+                continue
+            res = row["result"]
+            mark = " (the reference)" if (lr, beta1) == REFERENCE_SETTING else ""
+            lines.append(
+                f"| {lr:g}{mark} | {beta1:g} | {res['fid']:.3g} | {res['cond_acc']:.3f} "
+                f"| {res['recall']:.3g} | {res['precision']:.3g} |"
+            )
+    best = best_setting(done)
+    if best is None:
+        return lines + ["", "Best by the rule: not decided until all 8 settings have run."]
+    setting = sweep_setting(best)
+    lines += [
+        "",
+        f"Best by the rule: learning rate {setting[0]:g}, beta_1 {setting[1]:g}"
+        + (", the reference's own." if setting == REFERENCE_SETTING else ".")
+        + " Over seeds 1-3 (mean ± standard deviation):",
+        "",
+        "| setting | seeds | FID | conditional accuracy | recall | precision |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, key in (("best", setting), ("reference", REFERENCE_SETTING)):
+        rows = [r for r in grid.get(key, []) if r["seed"] in (1, 2, 3)]
+        label = f"{name}: {key[0]:g}, beta_1 {key[1]:g}"
+        lines.append(seeds_row(label, rows, FIGURES[:4]))
+        if key == REFERENCE_SETTING and name == "best":
+            break
+    return lines
+
+
+def ablation_table(done: dict) -> list[str]:
+    """Each detail of the Keras code switched off, over the seeds it has run, beside the
+    reference over the same seeds."""
+    found = []
+    for name, (overrides, what) in ABLATION.items():
+        rows = [
+            r
+            for r in done.values()
+            if r["preset"] == "seed-cgan"
+            and r["dataset"] == "mnist-sample"
+            and r["overrides"] == overrides
+        ]
+        if rows:
+            found.append((name, what, rows))
+    if not found:
+        return []
+    seeds = sorted({r["seed"] for _, _, rows in found for r in rows})
+    reference = [
+        r
+        for r in done.values()
+        if r["preset"] == "seed-cgan"
+        and r["dataset"] == "mnist-sample"
+        and not r["overrides"]
+        and r["seed"] in seeds
+    ]
+    lines = [
+        "",
+        "**The Keras code's details, one at a time** (seed-cgan on mnist-sample with one detail "
+        "changed; mean ± standard deviation over the seeds; the reference over seeds "
+        f"{','.join(map(str, seeds))}):",
+        "",
+        "| change | seeds | FID | conditional accuracy | recall | precision |",
+        "|---|---|---|---|---|---|",
+        seeds_row("none (the reference)", reference, FIGURES[:4]),
+    ]
+    return lines + [seeds_row(f"{name}: {what}", rows, FIGURES[:4]) for name, what, rows in found]
 
 
 def seeds_row(name: str, rows: list[dict], keys: tuple[str, ...]) -> str:

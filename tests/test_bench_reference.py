@@ -200,4 +200,65 @@ def test_runs_are_planned_in_the_order_of_the_sections(bench):
 
 def test_the_selection_rule_is_written_before_the_sweep_runs(bench):
     text = bench.render({"machine": "a CPU", "runs": {}})
-    assert "not run yet. Rule, fixed before the runs: " + bench.SELECTION in text
+    assert "Rule, fixed before the runs: " + bench.SELECTION + ". Not run yet." in text
+
+
+def result_row(seed, overrides, fid, acc=0.9):
+    figures = {"fid": fid, "cond_acc": acc, "recall": 0.2, "precision": 0.8, "copy_rate": 0.0}
+    return {"preset": "seed-cgan", "dataset": "mnist-sample", "seed": seed,
+            "overrides": overrides, "result": figures}  # fmt: skip
+
+
+def test_the_sweep_reuses_the_reference_runs_for_its_own_setting(bench):
+    assert bench.sweep_overrides(*bench.REFERENCE_SETTING) == {}
+    assert bench.sweep_setting({}) == bench.REFERENCE_SETTING
+    assert bench.sweep_setting({"model.conditioning": "concat"}) is None
+    both = bench.planned_runs(["seeds", "sweep"], {})
+    keys = [bench.run_key(*r) for r in both]
+    assert len(keys) == len(set(keys)) == 2 * (5 + 3) + 7  # the reference's seed 1 only once
+    # the reference wins: its confirmation seeds are the seeds section's runs, nothing new
+    done = {
+        bench.run_key("seed-cgan", "mnist-sample", 1, bench.sweep_overrides(lr, b)): result_row(
+            1, bench.sweep_overrides(lr, b), 10.0, 0.99 if (lr, b) == (2e-4, 0.5) else 0.9
+        )
+        for lr in bench.LRS
+        for b in bench.BETA1S
+    }
+    assert bench.best_setting(done) == {}
+    assert len(bench.planned_runs(["sweep"], done)) == 8 + 2
+    assert {bench.run_key(*r) for r in bench.planned_runs(["sweep"], done)} <= set(
+        bench.run_key(*r) for r in bench.planned_runs(["seeds", "sweep"], {})
+    )
+
+
+def test_the_sweep_table_shows_the_grid_then_the_best_beside_the_reference(bench):
+    done = {}
+    for lr in bench.LRS:
+        for b in bench.BETA1S:
+            o = bench.sweep_overrides(lr, b)
+            acc = 0.99 if (lr, b) == (1e-3, 0.0) else 0.9
+            done[bench.run_key("seed-cgan", "mnist-sample", 1, o)] = result_row(1, o, 10.0, acc)
+    best = bench.sweep_overrides(1e-3, 0.0)
+    for seed in (2, 3):
+        done[f"b{seed}"] = result_row(seed, best, 4.0 + seed, 0.99)
+        done[f"r{seed}"] = result_row(seed, {}, 20.0, 0.9)
+    text = "\n".join(bench.sweep_table(done))
+    assert "| 0.0002 (the reference) | 0.5 | 10 | 0.900 |" in text
+    assert "| 0.001 | 0 | 10 | 0.990 |" in text
+    assert "Best by the rule: learning rate 0.001, beta_1 0." in text
+    assert "| best: 0.001, beta_1 0 | 1,2,3 | 7.67 ± 2.1 |" in text
+    assert "| reference: 0.0002, beta_1 0.5 | 1,2,3 | 16.7 ± 5.8 |" in text
+
+
+def test_the_ablation_pairs_each_detail_with_the_reference_on_the_same_seeds(bench):
+    done = {f"r{s}": result_row(s, {}, 10.0 + s) for s in (1, 2, 3, 4, 5)}
+    assert bench.ablation_table(done) == []
+    fresh = {"quirks.reuse_noise": False}
+    done["a1"] = result_row(1, fresh, 20.0)
+    text = "\n".join(bench.ablation_table(done))
+    assert "| none (the reference) | 1 | 11 |" in text
+    assert "| fresh-noise: fresh noise in G's step | 1 | 20 |" in text
+    assert "one-d-step" not in text
+    planned = bench.planned_runs(["ablation"], {})
+    assert len(planned) == 6 * 3 and [r[2] for r in planned[:6]] == [1] * 6  # seed by seed
+    assert planned[5][3] == {f"quirks.{q}": False for q in bench.QUIRKS}
