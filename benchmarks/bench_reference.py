@@ -173,6 +173,21 @@ def run_folder(preset: str, dataset: str, seed: int, overrides: dict) -> Path:
     return WORK / name.replace("=", "-")
 
 
+def train_command(
+    preset: str, dataset: str, seed: int, overrides: dict, threads: int, out: Path
+) -> list[str]:
+    """`gankit train`'s arguments for one run; each override's value written as JSON, which
+    `--set` reads back as the same value (a bare `False` would be the string 'False')."""
+    return [
+        sys.executable, "-m", "gankit", "train", "--preset", preset, "--dataset", dataset,
+        "--out", str(out), "--seed", str(seed), "--iterations", str(ITERATIONS),
+        "--eval-every", str(EVAL_EVERY), "--eval-samples", str(EVAL_SAMPLES),
+        "--checkpoint-every", "1000", "--sample-every", "1000", "--no-progress",
+        "--threads", str(threads),
+        *[a for k, v in sorted(overrides.items()) for a in ("--set", f"{k}={json.dumps(v)}")],
+    ]  # fmt: skip
+
+
 def train_and_measure(preset: str, dataset: str, seed: int, overrides: dict, threads: int) -> dict:
     """One run: train (skipped when its last checkpoint exists), then the final evaluation."""
     import torch
@@ -183,14 +198,7 @@ def train_and_measure(preset: str, dataset: str, seed: int, overrides: dict, thr
     torch.set_num_threads(threads)
 
     out = run_folder(preset, dataset, seed, overrides)
-    command = [
-        sys.executable, "-m", "gankit", "train", "--preset", preset, "--dataset", dataset,
-        "--out", str(out), "--seed", str(seed), "--iterations", str(ITERATIONS),
-        "--eval-every", str(EVAL_EVERY), "--eval-samples", str(EVAL_SAMPLES),
-        "--checkpoint-every", "1000", "--sample-every", "1000", "--no-progress",
-        "--threads", str(threads),
-        *[a for k, v in sorted(overrides.items()) for a in ("--set", f"{k}={v}")],
-    ]  # fmt: skip
+    command = train_command(preset, dataset, seed, overrides, threads, out)
     final = out / "checkpoints" / f"step_{ITERATIONS:07d}.pt"
     started = time.perf_counter()
     if not final.is_file():

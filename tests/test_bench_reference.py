@@ -262,3 +262,14 @@ def test_the_ablation_pairs_each_detail_with_the_reference_on_the_same_seeds(ben
     planned = bench.planned_runs(["ablation"], {})
     assert len(planned) == 6 * 3 and [r[2] for r in planned[:6]] == [1] * 6  # seed by seed
     assert planned[5][3] == {f"quirks.{q}": False for q in bench.QUIRKS}
+
+
+def test_overrides_reach_gankit_as_the_values_they_are(bench, tmp_path):
+    from gankit.config import parse_value
+
+    overrides = {**bench.ABLATION["no-quirks"][0], "model.conditioning": "concat",
+                 "optim.lr_g": 1e-4}  # fmt: skip
+    command = bench.train_command("seed-cgan", "mnist-sample", 1, overrides, 1, tmp_path)
+    given = dict(command[i + 1].split("=", 1) for i, a in enumerate(command) if a == "--set")
+    assert {k: parse_value(v) for k, v in given.items()} == overrides
+    assert all(type(parse_value(given[k])) is type(v) for k, v in overrides.items())
