@@ -22,6 +22,7 @@ samples during training, then `gankit.evaluate` on 10,000 samples beside the rea
           on seed-cgan (mnist-sample, seeds 1-3, planned seed by seed), beside the reference's
           same seeds.
 
+Runs of the sweep and the ablation are scored at the end only (their tables need nothing else).
 Every finished run's row is written to benchmarks/results/bench_reference.json at once; a run
 whose row is there is skipped when the benchmark runs again (the runs take about 6.5 CPU-hours
 in all, so it is meant to be run in pieces). `--render` only redraws the tables and the plot.
@@ -177,11 +178,18 @@ def train_command(
     preset: str, dataset: str, seed: int, overrides: dict, threads: int, out: Path
 ) -> list[str]:
     """`gankit train`'s arguments for one run; each override's value written as JSON, which
-    `--set` reads back as the same value (a bare `False` would be the string 'False')."""
+    `--set` reads back as the same value (a bare `False` would be the string 'False'). Runs
+    of the sweep and the ablation are scored at the end only: their tables read nothing else,
+    and evaluating during training does not change training (tests/test_evaluate.py)."""
+    final_only = sweep_setting(overrides) not in (None, REFERENCE_SETTING) or any(
+        overrides == o for o, _ in ABLATION.values()
+    )
+    schedule = [] if final_only else [
+        "--eval-every", str(EVAL_EVERY), "--eval-samples", str(EVAL_SAMPLES)
+    ]  # fmt: skip
     return [
         sys.executable, "-m", "gankit", "train", "--preset", preset, "--dataset", dataset,
-        "--out", str(out), "--seed", str(seed), "--iterations", str(ITERATIONS),
-        "--eval-every", str(EVAL_EVERY), "--eval-samples", str(EVAL_SAMPLES),
+        "--out", str(out), "--seed", str(seed), "--iterations", str(ITERATIONS), *schedule,
         "--checkpoint-every", "1000", "--sample-every", "1000", "--no-progress",
         "--threads", str(threads),
         *[a for k, v in sorted(overrides.items()) for a in ("--set", f"{k}={json.dumps(v)}")],

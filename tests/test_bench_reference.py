@@ -273,3 +273,14 @@ def test_overrides_reach_gankit_as_the_values_they_are(bench, tmp_path):
     given = dict(command[i + 1].split("=", 1) for i, a in enumerate(command) if a == "--set")
     assert {k: parse_value(v) for k, v in given.items()} == overrides
     assert all(type(parse_value(given[k])) is type(v) for k, v in overrides.items())
+
+
+def test_only_the_runs_whose_curves_are_read_are_evaluated_during_training(bench, tmp_path):
+    def evaluated(overrides):
+        return "--eval-every" in bench.train_command("seed-cgan", "mnist-sample", 1, overrides, 1,
+                                                     tmp_path)  # fmt: skip
+
+    assert evaluated({}) and evaluated({"model.conditioning": "concat"})
+    assert evaluated({"data.size": bench.SUBSET})
+    assert not evaluated(bench.sweep_overrides(1e-3, 0.0))
+    assert not any(evaluated(o) for o, _ in bench.ABLATION.values())

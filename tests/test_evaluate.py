@@ -261,6 +261,29 @@ def test_evaluation_during_training_keeps_the_best_checkpoint(tmp_path, tiny_npz
     assert main(["sample", str(run), "--checkpoint", "best", "--n", "4"]) == 0
 
 
+@pytest.mark.parametrize("preset", ["seed-cgan", "mlp-cgan-fixed"])  # G itself, and its EMA
+def test_evaluation_during_training_leaves_training_unchanged(tmp_path, preset):
+    """Evaluations draw from their own seeded stream and sample G in inference mode: a run
+    evaluated every 2 iterations ends with the weights of the same run never evaluated."""
+    from conftest import tiny_config
+    from gankit.checkpoint import load_checkpoint
+    from gankit.run import RunFolder
+    from gankit.training.loop import train
+
+    def final(run):
+        state = load_checkpoint(RunFolder(run).list_checkpoints()[-1])
+        return {**state.generator, **{f"d.{k}": v for k, v in state.discriminator.items()}}
+
+    plain = tiny_config("mnist-sample", preset, iterations=6)
+    train(plain, tmp_path / "plain")
+    evaluated = plain.with_overrides({"schedule.eval_every": 2, "schedule.eval_samples": 100})
+    train(evaluated, tmp_path / "evaluated")
+    a, b = final(tmp_path / "plain"), final(tmp_path / "evaluated")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    rows = RunFolder(tmp_path / "evaluated").metrics()
+    assert [r["step"] for r in rows if r.get("kind") == "eval"] == [2, 4, 6]
+
+
 def test_eval_every_needs_a_dataset_with_a_classifier(tmp_path, tiny_npz):
     from conftest import tiny_config
     from gankit.training.loop import train
