@@ -400,6 +400,18 @@ def render(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def cgan_runs(done: dict, dataset: str, overrides: dict, seeds=None) -> list[dict]:
+    """seed-cgan's rows on `dataset` with exactly `overrides`, of `seeds` (all when None)."""
+    return [
+        r
+        for r in done.values()
+        if r["preset"] == "seed-cgan"
+        and r["dataset"] == dataset
+        and r["overrides"] == overrides
+        and (seeds is None or r["seed"] in seeds)
+    ]
+
+
 def sweep_table(done: dict) -> list[str]:
     """The grid at seed 1, then the best setting and the reference's over seeds 1-3."""
     grid = {}
@@ -461,26 +473,13 @@ def ablation_table(done: dict) -> list[str]:
     reference over the same seeds."""
     found = []
     for name, (overrides, what) in ABLATION.items():
-        rows = [
-            r
-            for r in done.values()
-            if r["preset"] == "seed-cgan"
-            and r["dataset"] == "mnist-sample"
-            and r["overrides"] == overrides
-        ]
+        rows = cgan_runs(done, "mnist-sample", overrides)
         if rows:
             found.append((name, what, rows))
     if not found:
         return []
     seeds = sorted({r["seed"] for _, _, rows in found for r in rows})
-    reference = [
-        r
-        for r in done.values()
-        if r["preset"] == "seed-cgan"
-        and r["dataset"] == "mnist-sample"
-        and not r["overrides"]
-        and r["seed"] in seeds
-    ]
+    reference = cgan_runs(done, "mnist-sample", {}, seeds)
     lines = [
         "",
         "**The Keras code's details, one at a time** (seed-cgan on mnist-sample with one detail "
@@ -535,15 +534,7 @@ def data_table(done: dict) -> list[str]:
     subset = [r for r in done.values() if r["overrides"] == {"data.size": SUBSET}]
     if not subset:
         return []
-    seeds = {r["seed"] for r in subset}
-    full = [
-        r
-        for r in done.values()
-        if r["preset"] == "seed-cgan"
-        and r["dataset"] == "fashion-mnist"
-        and not r["overrides"]
-        and r["seed"] in seeds
-    ]
+    full = cgan_runs(done, "fashion-mnist", {}, {r["seed"] for r in subset})
     lines = [
         "",
         f"**{SUBSET:,} training images against 60,000** (seed-cgan on fashion-mnist, judged "

@@ -102,3 +102,21 @@ def _private_cache(tmp_path_factory):
         os.environ.pop("GANKIT_CACHE", None)
     else:
         os.environ["GANKIT_CACHE"] = previous
+
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load_benchmark(name: str):
+    """benchmarks/NAME.py as a module (its `machine` helper importable meanwhile); yields it."""
+    import importlib.util
+    import sys
+
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(str(BENCHMARKS))

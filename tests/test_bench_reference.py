@@ -1,28 +1,16 @@
 """The summaries behind the reference's instability figures and the sweep's selection rule
 (benchmarks/bench_reference.py): the conclusions in docs/reproduction.md rest on them."""
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCHMARKS))  # for its `machine` helper
-    try:
-        spec = importlib.util.spec_from_file_location(
-            "bench_reference", BENCHMARKS / "bench_reference.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    yield from load_benchmark("bench_reference")
 
 
 def grid_rows(bench, figures):

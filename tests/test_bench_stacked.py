@@ -1,29 +1,15 @@
 """The Stacked MNIST benchmark's plans, commands and verdicts (benchmarks/bench_stacked.py):
 the results table and its targets rest on them."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
+from conftest import load_benchmark
 from gankit.config import load_preset, parse_value
-
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCHMARKS))  # for its `machine` helper
-    try:
-        spec = importlib.util.spec_from_file_location(
-            "bench_stacked", BENCHMARKS / "bench_stacked.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    yield from load_benchmark("bench_stacked")
 
 
 def row(bench, job, budget, seed, modes, kl, copy=0.01):
