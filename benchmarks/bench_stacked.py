@@ -192,7 +192,7 @@ def run_job(name: str, budget: int, seed: int) -> dict:
         "job": name,
         "budget": budget,
         "seed": seed,
-        "command": " ".join(command),
+        "command": " ".join(job_command(name, budget, seed, out.relative_to(ROOT))),
         "iterations": max((r["step"] for r in rows if "step" in r), default=0),
         "wall_s": wall,
         "peak_mb": peak_mb,

@@ -104,3 +104,13 @@ def test_the_mode_plot_draws_the_seed_one_rows(bench, tmp_path):
     rows = [row(bench, "dcgan", 600, 1, 1000, 0.05), row(bench, "pack2", 600, 1, 10, 4.6)]
     bench.plot_modes(rows, tmp_path / "modes.png")
     assert (tmp_path / "modes.png").stat().st_size > 10_000
+
+
+def test_kept_rows_name_run_folders_relative_to_the_repository(bench):
+    root = str(bench.ROOT)
+    for path in (bench.ROOT / "benchmarks" / "results").iterdir():
+        assert root not in path.read_text(), path.name
+    folder = bench.job_folder("dcgan", 600, 1).relative_to(bench.ROOT)
+    assert "--out benchmarks/_work/stacked/dcgan_600_1 " in " ".join(
+        bench.job_command("dcgan", 600, 1, folder)
+    )
