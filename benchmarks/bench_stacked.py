@@ -14,7 +14,8 @@ Jobs, written NAME@BUDGET[,BUDGET...]:SEED[,SEED...] and joined with `+`:
                 table's choices set back to the preset's own value
   dcgan         `gankit train --preset dcgan --dataset stacked-mnist --budget B`, the command
                 users run
-  a candidate   one choice of the recipe study (CANDIDATES) over dcgan-before
+  a candidate   one choice of the recipe study (CANDIDATES) over dcgan-before; candidates
+                joined by commas combine, later ones winning ("fast-lr,batch32")
 `--jobs final` runs the final table (FINAL), `--jobs study` the screening of the candidates at
 600 s on seed 1 (STUDY).
 
@@ -120,9 +121,9 @@ def parse_jobs(text: str) -> list[tuple[str, int, int]]:
     for part in text.split("+"):
         name, _, rest = part.partition("@")
         budgets, _, seeds = rest.partition(":")
-        if name not in (*BASES, *CANDIDATES):
+        if name not in BASES and not all(c in CANDIDATES for c in name.split(",")):
             known = ", ".join((*BASES, *CANDIDATES))
-            raise ValueError(f"unknown job {name!r}; choose from {known}")
+            raise ValueError(f"unknown job {name!r}; choose from {known} (candidates combine: a,b)")
         try:
             pairs = [(int(b), int(s)) for b in budgets.split(",") for s in seeds.split(",")]
         except ValueError:
@@ -150,7 +151,10 @@ def job_overrides(name: str) -> dict:
         return {}
     if name == "dcgan-before":
         return before_overrides()
-    return {**before_overrides(), **CANDIDATES[name][0]}
+    overrides = before_overrides()
+    for candidate in name.split(","):
+        overrides.update(CANDIDATES[candidate][0])
+    return overrides
 
 
 def job_command(name: str, budget: int, seed: int, out: Path) -> list[str]:
@@ -228,6 +232,7 @@ def summary_rows(rows: list[dict]) -> list[dict]:
     for row in rows:
         groups.setdefault((row["job"], row["budget"]), []).append(row)
     order = {name: i for i, name in enumerate((*BASES, *CANDIDATES))}
+    order.update({job: len(order) for job, _ in groups if job not in order})  # combinations
     out = []
     for (job, budget), group in sorted(groups.items(), key=lambda g: (g[0][1], order[g[0][0]])):
         group = sorted(group, key=lambda r: r["seed"])
@@ -264,7 +269,7 @@ def what(job: str) -> str:
         return "dcgan's recipe before the study"
     if job == "dcgan":
         return "`--preset dcgan --budget B`: the recipe users run"
-    return CANDIDATES[job][1]
+    return "; ".join(CANDIDATES[c][1] for c in job.split(","))
 
 
 def render(rows: list[dict], machine: str) -> str:
@@ -304,7 +309,8 @@ def render(rows: list[dict], machine: str) -> str:
         "them.",
         "",
         "**Published** (GPU-trained, each under its own protocol and MNIST classifier; not "
-        "measured here):",
+        "measured here. Copied by hand from the tables named, whose PDFs print them as images: "
+        "check a figure against its paper before citing it from here):",
         "",
         "| model | modes | KL | where |",
         "|---|---|---|---|",

@@ -30,11 +30,22 @@ def test_jobs_parse_into_budget_and_seed_pairs(bench):
     study = bench.parse_jobs("study")
     assert {b for _, b, _ in study} == {600} and len(study) == 1 + len(bench.CANDIDATES)
     assert bench.parse_jobs("pack2@600:1+pack2@600:1") == [("pack2", 600, 1)]
+    assert bench.parse_jobs("fast-lr,pack2@600:1") == [("fast-lr,pack2", 600, 1)]
+
+
+def test_candidates_combine_with_the_later_one_winning(bench, tmp_path):
+    both = bench.job_overrides("fast-lr,batch32")
+    fast, batch = bench.CANDIDATES["fast-lr"][0], bench.CANDIDATES["batch32"][0]
+    assert both == {**bench.before_overrides(), **fast, **batch}
+    assert bench.job_overrides("no-diffaugment,wide")["model.channels"] == 32
+    assert "twice the conv widths" in bench.what("fast-lr,wide")
+    assert bench.job_command("fast-lr,wide", 600, 1, tmp_path)[3] == "dcgan"
 
 
 @pytest.mark.parametrize(
     "text, message",
-    [("gan@600:1", "unknown job 'gan'"), ("dcgan@ten:1", "must read NAME@BUDGET"),
+    [("gan@600:1", "unknown job 'gan'"), ("pack2,dcgan@600:1", "unknown job 'pack2,dcgan'"),
+     ("dcgan@ten:1", "must read NAME@BUDGET"),
      ("dcgan@600", "must read NAME@BUDGET"), ("dcgan@0:1", "budgets must be >= 1"),
      ("dcgan@600:-1", "seeds >= 0")],
 )  # fmt: skip

@@ -191,6 +191,12 @@ def test_a_preset_lays_its_budget_choices_under_the_file_and_the_flags(tmp_path)
             assert load_preset(name, budget=True) == load_preset(name)
     choices = budget_choices("cdcgan")
     assert choices["optim.lr_decay"] == "linear" and load_preset("cdcgan").optim.lr_decay == "none"
+    # dcgan's budget recipe (chosen on Stacked MNIST): cdcgan's optimiser, batch and one G forward
+    assert budget_choices("dcgan") == {
+        k: v
+        for k, v in choices.items()
+        if k.startswith("optim.") or k in ("train.batch_size", "train.reuse_fakes")
+    }
     config, _, _ = build_train_config(budget_args("--preset", "cdcgan"))
     assert (
         config.to_dict()
