@@ -269,7 +269,9 @@ def what(job: str) -> str:
         return "dcgan's recipe before the study"
     if job == "dcgan":
         return "`--preset dcgan --budget B`: the recipe users run"
-    return "; ".join(CANDIDATES[c][1] for c in job.split(","))
+    if "," in job:
+        return " + ".join(job.split(",")) + ": the choices above together"
+    return CANDIDATES[job][1]
 
 
 def render(rows: list[dict], machine: str) -> str:
@@ -332,6 +334,7 @@ def plot_modes(rows: list[dict], path: Path) -> None:
         ax.plot(range(1, N_MODES + 1), counts, label=f"{row['job']}, {row['budget']} s")
     ax.axhline(N_SAMPLES / N_MODES, color="black", linestyle="--", label="uniform (26 a mode)")
     ax.set_yscale("symlog", linthresh=1)
+    ax.set_ylim(bottom=0)  # counts: nothing below 0
     ax.set_xlabel("mode, from the most drawn to the least")
     ax.set_ylabel(f"samples of {N_SAMPLES:,}")
     ax.set_title("Stacked MNIST: how the samples spread over the 1,000 modes (seed 1)")

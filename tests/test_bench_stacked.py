@@ -38,7 +38,7 @@ def test_candidates_combine_with_the_later_one_winning(bench, tmp_path):
     fast, batch = bench.CANDIDATES["fast-lr"][0], bench.CANDIDATES["batch32"][0]
     assert both == {**bench.before_overrides(), **fast, **batch}
     assert bench.job_overrides("no-diffaugment,wide")["model.channels"] == 32
-    assert "twice the conv widths" in bench.what("fast-lr,wide")
+    assert bench.what("fast-lr,wide") == "fast-lr + wide: the choices above together"
     assert bench.job_command("fast-lr,wide", 600, 1, tmp_path)[3] == "dcgan"
 
 
