@@ -95,7 +95,18 @@ def _log_modes(step: int, result: dict[str, Any]) -> None:
             result["n"],
             expected,
         )
-    logger.info("iteration %d: modes %d, KL to uniform %.4f", step, result["modes"], result["kl"])
+    # both figures depend on n: name it and what a uniform generator would score at that n
+    logger.info(
+        "iteration %d: modes %d of %d in %d samples (a uniform generator shows about %d), "
+        "KL to uniform %.4f (its floor at this n: %.4f)",
+        step,
+        result["modes"],
+        MODES,
+        result["n"],
+        expected,
+        result["kl"],
+        result["kl_floor"],
+    )
 
 
 def _log_figures(step: int, result: dict[str, Any]) -> None:
