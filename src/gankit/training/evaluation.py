@@ -84,7 +84,7 @@ def evaluate_during_training(
 
 def _log_modes(step: int, result: dict[str, Any]) -> None:
     # a uniform generator shows nearly every mode at these sample sizes (1000 (1 - e^-n/1000))
-    expected = MODES * (1 - math.exp(-result["n"] / MODES))
+    expected = round(MODES * (1 - math.exp(-result["n"] / MODES)))
     if result["modes"] < 0.5 * expected:
         logger.warning(
             "possible mode collapse at iteration %d: %d of %d modes in %d samples (a uniform "
