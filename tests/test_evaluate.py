@@ -141,6 +141,30 @@ def test_features_do_not_depend_on_batch_size(mnist):
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("dataset", ["mnist-sample", "fashion-mnist"])
+def test_the_loaded_judge_has_its_batch_norms_folded_and_reads_as_the_trained_one(mnist, dataset):
+    """load_extractor folds each BatchNorm into its convolution; features and logits are the
+    trained network's in eval mode, to float rounding."""
+    from gankit.metrics.features import DomainClassifier, default_weights_path, extract
+
+    extractor = load_extractor(dataset)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in extractor.model.modules())
+    assert not extractor.model.training
+    payload = torch.load(default_weights_path(dataset), weights_only=True)
+    trained = DomainClassifier(payload["num_classes"])
+    trained.load_state_dict({k: v.float() for k, v in payload["state_dict"].items()})
+    trained.eval()
+    images = mnist.images[:200]  # (N, 1, 28, 28) in [-1, 1]
+    features, logits = extract(extractor, images)
+    with torch.inference_mode():
+        expected = trained.features(images)
+        torch.testing.assert_close(features, expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(logits, trained.head(expected), rtol=1e-5, atol=1e-5)
+    # the copy is its own: the trained network keeps its BatchNorms
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in trained.folded().modules()) == 0
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in trained.modules()) == 3
+
+
 def write_samples(path, images, labels=None):
     arrays = {"images": images}
     if labels is not None:
