@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from machine import cpu_name
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -72,7 +74,7 @@ def main() -> None:
     medians = {n: statistics.median(v) for n, v in results.items()}
     lines = [
         f"DDP scaling, seed-cgan, global batch {args.batch_size}, 1 thread per process "
-        f"({os.cpu_count()} cores; median of {args.repeats})",
+        f"({cpu_name()}, {os.cpu_count()} cores; median of {args.repeats})",
         "",
         "| processes | iterations/s | images/s | speed-up |",
         "|---|---|---|---|",

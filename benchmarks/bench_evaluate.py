@@ -25,6 +25,7 @@ from gankit.metrics.features import extract
 from gankit.metrics.suite import Evaluator
 from gankit.models import build_models
 from gankit.sampling import sample_balanced
+from machine import cpu_name
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -61,7 +62,9 @@ def main() -> None:
             parts.setdefault(key, []).append(value)
     medians = {k: statistics.median(v) for k, v in parts.items()}
     total = medians["generate"] + medians["evaluate (all metrics)"]
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
+    machine = (
+        f"{cpu_name()} ({platform.machine()}), {os.cpu_count()} cores, torch {torch.__version__}"
+    )
     lines = [
         f"Evaluating {args.n} samples (median of {args.repeats}; {machine}; "
         f"{torch.get_num_threads()} threads)",

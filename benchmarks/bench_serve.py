@@ -24,6 +24,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from machine import cpu_name
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -110,7 +112,7 @@ def main() -> None:
     text = "\n".join(
         [
             f"Web demo throughput: {args.requests} GET /api/generate (n={args.n}, seed-cgan) from "
-            f"{args.threads} threads on loopback ({os.cpu_count()} cores)",
+            f"{args.threads} threads on loopback ({cpu_name()}, {os.cpu_count()} cores)",
             "",
             "| requests/s | median latency ms | p95 latency ms |",
             "|---|---|---|",

@@ -4,6 +4,9 @@ Sections (each can be run alone; results of sections not run are kept from earli
   budget    cdcgan's budget recipe (each version's own [on_budget] tables) against gankit at
             --baseline REV, whole processes of --budget-iterations, alternated (REV runs in this
             environment: install what it needs, e.g. mlxtend for commits before 0.4).
+  step      cdcgan's budget step in process (no start-up, no housekeeping): this checkout with
+            and without one D forward over both batches, and gankit at --baseline REV, each in a
+            process of its own, alternated, --repeats rounds of 8 windows of 30 iterations.
   headline  seed-cgan at batch 32 against the reference loop `ref_loop.py` (seed-cgan's algorithm
             written the way common PyTorch GAN examples are) as whole processes of --iterations
             iterations with grids and checkpoints off, alternated, median of --repeats pairs.
@@ -49,6 +52,7 @@ DEFAULT_REFERENCE = ROOT / "benchmarks" / "ref_loop.py"
 SECTIONS = (
     "headline",
     "budget",
+    "step",
     "sweep",
     "public",
     "reuse",
@@ -304,6 +308,81 @@ def headline(args: argparse.Namespace) -> dict:
             )
         ]
     return result
+
+
+# One process of the step section: cdcgan's budget step on noise images, built with the API that
+# both this checkout and older revisions have (train_iteration moved from loop.py to step.py).
+STEP_HARNESS = """
+import json, statistics, sys, time
+import torch
+from gankit.config import load_preset
+from gankit.data import ImageDataset
+from gankit.models import memory_format
+from gankit.training.state import build_state
+from gankit.training.step import StepOptions
+try:
+    from gankit.training.step import train_iteration
+except ImportError:
+    from gankit.training.loop import train_iteration
+config = load_preset("cdcgan", budget=True).with_overrides(json.loads(sys.argv[1]))
+torch.set_num_threads(2)
+torch.manual_seed(0)
+images = torch.rand(2048, 1, 28, 28) * 2 - 1
+labels = torch.arange(len(images)) % 10
+state = build_state(config, ImageDataset("noise", images, labels, 10), torch.device("cpu"))
+images = images.contiguous(memory_format=memory_format(config.model))
+options = StepOptions.from_config(config)
+for _ in range(40):
+    train_iteration(state, images, labels, config, options)
+windows = []
+for _ in range(8):
+    start = time.perf_counter()
+    for _ in range(30):
+        train_iteration(state, images, labels, config, options)
+    windows.append(1000 * (time.perf_counter() - start) / 30)
+print(json.dumps(statistics.median(windows)))
+"""
+
+
+def step_process(overrides: dict, source: Path | None = None) -> float:
+    """Median ms per iteration of cdcgan's budget step in one STEP_HARNESS process."""
+    command = [sys.executable, "-c", STEP_HARNESS, json.dumps({"train.seed": 0, **overrides})]
+    env = {**os.environ, "PYTHONPATH": str(source or ROOT / "src")}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode:
+        raise RuntimeError(f"step harness failed:\n{done.stderr[-2000:]}")
+    return float(done.stdout.split()[-1])
+
+
+def step(args: argparse.Namespace) -> dict:
+    """cdcgan's budget step in process: this checkout (its recipe, then with
+    train.joint_d_forward) and gankit at --baseline REV, alternated, --repeats rounds."""
+    if not args.baseline:
+        raise SystemExit("the step section compares with --baseline REV; give one")
+    name = f"gankit {args.baseline}"
+    samples: dict[str, list[float]] = {"gankit": [], "gankit, one D forward": [], name: []}
+    overrides = {name: {}, "gankit": {}, "gankit, one D forward": {"train.joint_d_forward": True}}
+    order = list(overrides)
+    with baseline_checkout(args.baseline) as baseline:
+        for repeat in range(args.repeats):
+            # each round starts with the next version, so that none always runs first
+            for key in order[repeat % 3 :] + order[: repeat % 3]:
+                source = baseline if key == name else None
+                samples[key].append(step_process(overrides[key], source))
+            print(f"step round {repeat + 1}/{args.repeats} done", file=sys.stderr)
+    ratios = {
+        k: [old / new for new, old in zip(v, samples[name], strict=True)]
+        for k, v in samples.items()
+        if k != name
+    }
+    return {
+        "repeats": args.repeats,
+        "baseline": args.baseline,
+        "samples": samples,
+        "medians": {k: statistics.median(v) for k, v in samples.items()},
+        "ratios": ratios,
+        "speedups": {k: statistics.median(v) for k, v in ratios.items()},
+    }
 
 
 def budget_recipe(preset_file: str) -> list[str]:
@@ -612,6 +691,27 @@ def render(results: dict) -> str:
             f"`{' '.join(b['recipes']['gankit'])}`.",
             "",
         ]
+    if st := results.get("step"):
+        name = f"gankit {st['baseline']}"
+        lines += [
+            f"**cdcgan's budget step in process against gankit at {st['baseline']}** (batch 32, "
+            "noise images; no start-up, grids, logging or checkpoints: each process times 8 "
+            "windows of 30 iterations after 40 of warm-up; processes alternated, each round "
+            "starting with the next version, "
+            f"{st['repeats']} rounds).",
+            "",
+            "| | ms/iter (median of rounds) | speed-up (median of rounds) | rounds |",
+            "|---|---|---|---|",
+        ]
+        for key in st["samples"]:
+            rounds = st["ratios"].get(key)
+            lines.append(
+                f"| {key} | {st['medians'][key]:.2f} | "
+                + (f"{st['speedups'][key]:.2f}x | " if rounds else "1.00x | ")
+                + (", ".join(f"{r:.2f}" for r in rounds) if rounds else "-")
+                + " |"
+            )
+        lines.append("")
     if s := results.get("sweep"):
         gemm = s["gemm_gflops"]
         lines += [
