@@ -65,8 +65,9 @@ class DomainClassifier(nn.Module):
     def folded(self) -> DomainClassifier:
         """A copy for inference, in eval mode, with each BatchNorm folded into the convolution
         before it (`torch.nn.utils.fuse_conv_bn_eval`): the same features up to float rounding
-        (about 1e-6 of their scale), 1.4x faster on 2 CPU cores (403 against 287 ms per 1,000
-        images: the BatchNorm pass over every activation was a quarter of the time)."""
+        (about 1e-6 of their scale), 1.4x faster on 2 AMD EPYC cores (403 against 287 ms per
+        1,000 images, alternated in one process: the BatchNorm pass over every activation was a
+        quarter of the time; `bench_evaluate.py` times the whole evaluation)."""
         model = copy.deepcopy(self).eval()
         layers: list[nn.Module] = []
         for layer in model.conv:
