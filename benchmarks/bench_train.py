@@ -16,6 +16,8 @@ Sections (each can be run alone; results of sections not run are kept from earli
             opt-in fast masks, and (with --baseline REV) gankit at REV: what each part of a
             change of path costs.
   threads   torch.set_num_threads choices for an MLP and a conv preset.
+  convs     the slow one-channel convolutions of the conv presets (G's last, D's first) against
+            rewrites equal to them to float rounding, forward and backward, alternated.
   compile   --compile (torch.compile) against eager, after its warm-up, and the compile time.
   memory    peak resident memory of training on the full fashion-mnist.
   full      one whole 20,000-iteration seed-cgan run with the preset's own grids/checkpoints.
@@ -42,6 +44,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from torch import nn
+from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from machine import cpu_name
@@ -57,6 +61,7 @@ SECTIONS = (
     "public",
     "reuse",
     "threads",
+    "convs",
     "compile",
     "memory",
     "full",
@@ -360,8 +365,8 @@ def step(args: argparse.Namespace) -> dict:
     if not args.baseline:
         raise SystemExit("the step section compares with --baseline REV; give one")
     name = f"gankit {args.baseline}"
-    samples: dict[str, list[float]] = {"gankit": [], "gankit, one D forward": [], name: []}
     overrides = {name: {}, "gankit": {}, "gankit, one D forward": {"train.joint_d_forward": True}}
+    samples: dict[str, list[float]] = {key: [] for key in overrides}
     order = list(overrides)
     with baseline_checkout(args.baseline) as baseline:
         for repeat in range(args.repeats):
@@ -559,6 +564,79 @@ def threads(args: argparse.Namespace) -> dict:
                 str(count),
             )
             rows.append({"config": preset, "threads": count, **result})
+    return {"rows": rows}
+
+
+def one_channel_convs() -> dict[str, tuple[list[torch.Tensor], torch.Tensor, dict]]:
+    """G's last convolution (16 -> 1, 3x3, 28x28) and D's first (1 -> 16, 4x4, stride 2) at
+    batch 32, channels-last, as the library runs them and as rewrites with the same result:
+    name -> (the tensors that get gradients, the output's gradient, variant -> forward)."""
+    torch.manual_seed(0)
+    g_conv = nn.Conv2d(16, 1, 3, 1, 1).to(memory_format=torch.channels_last)
+    x = torch.randn(32, 16, 28, 28).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    weight, bias = g_conv.weight, g_conv.bias
+
+    def depthwise() -> torch.Tensor:  # each channel's taps on its own, then summed over channels
+        taps = F.conv2d(x, weight.transpose(0, 1), None, 1, 1, 1, 16)
+        return taps.sum(1, keepdim=True) + bias.view(1, 1, 1, 1)
+
+    d_conv = nn.Conv2d(1, 16, 4, 2, 1).to(memory_format=torch.channels_last)
+    data = torch.randn(32, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    fakes = data.clone().requires_grad_(True)  # G's step: the input gradient too
+
+    def unfolded(images: torch.Tensor) -> torch.Tensor:  # im2col (16 taps) and one GEMM
+        cols = F.unfold(images, 4, padding=1, stride=2).transpose(1, 2).reshape(-1, 16)
+        out = torch.addmm(d_conv.bias, cols, d_conv.weight.view(16, 16).t())
+        return out.view(32, 14, 14, 16).permute(0, 3, 1, 2)  # channels-last
+
+    d_grad = torch.randn(32, 16, 14, 14).contiguous(memory_format=torch.channels_last)
+    d_params = [d_conv.weight, d_conv.bias]
+    return {
+        "G's last (16 -> 1, 3x3)": (
+            [x, weight, bias],
+            torch.randn(32, 1, 28, 28),
+            {
+                "library, channels-last": lambda: g_conv(x),
+                "library, NCHW": lambda: F.conv2d(x.contiguous(), weight.contiguous(), bias, 1, 1),
+                "depthwise + channel sum": depthwise,
+            },
+        ),
+        "D's first (1 -> 16, 4x4 s2), D's steps": (
+            d_params,
+            d_grad,
+            {"library": lambda: d_conv(data), "unfold + GEMM": lambda: unfolded(data)},
+        ),
+        "D's first, G's step (input gradient)": (
+            [fakes, *d_params],
+            d_grad,
+            {"library": lambda: d_conv(fakes), "unfold + GEMM": lambda: unfolded(fakes)},
+        ),
+    }
+
+
+def convs(args: argparse.Namespace) -> dict:
+    """Median ms of one forward and backward of each variant (7 alternated windows of 30)."""
+    rows = []
+    for layer, (tensors, grad, variants) in one_channel_convs().items():
+        runs = {
+            name: lambda f=forward, t=tensors, g=grad: torch.autograd.grad(f(), t, g)
+            for name, forward in variants.items()
+        }
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        for run in runs.values():  # warm-up
+            for _ in range(10):
+                run()
+        for _ in range(7):
+            for name, run in runs.items():
+                start = time.perf_counter()
+                for _ in range(30):
+                    run()
+                times[name].append(1000 * (time.perf_counter() - start) / 30)
+        rows += [
+            {"layer": layer, "variant": name, "ms": statistics.median(t)}
+            for name, t in times.items()
+        ]
     return {"rows": rows}
 
 
@@ -769,6 +847,17 @@ def render(results: dict) -> str:
             "|---|---|---|",
         ]
         lines += [f"| {r['config']} | {r['threads']} | {r['ms_loop']:.1f} |" for r in t["rows"]]
+        lines.append("")
+    if cv := results.get("convs"):
+        lines += [
+            "**The one-channel convolutions** (batch 32; one forward and backward, median of 7 "
+            "alternated windows of 30; each rewrite equals the library's result to float "
+            "rounding, tests/test_bench_train.py):",
+            "",
+            "| convolution | variant | ms |",
+            "|---|---|---|",
+        ]
+        lines += [f"| {r['layer']} | {r['variant']} | {r['ms']:.2f} |" for r in cv["rows"]]
         lines.append("")
     if c := results.get("compile"):
         lines += [
