@@ -993,8 +993,8 @@ def main() -> None:
     parser.add_argument(
         "--baseline",
         default="",
-        help="headline: also time gankit at this git "
-        "revision (a temporary worktree), in the same rounds",
+        help="headline: also time gankit at this git revision (a temporary worktree), in the "
+        "same rounds; budget and step: the revision they compare with (skipped without one)",
     )
     args = parser.parse_args()
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
@@ -1015,6 +1015,9 @@ def main() -> None:
     )
     RESULTS.mkdir(parents=True, exist_ok=True)
     for section in sections:
+        if section in ("budget", "step") and not args.baseline:  # `make bench` names none
+            print(f"{section}: skipped (it compares with --baseline REV)", file=sys.stderr)
+            continue
         if section == "headline":
             results["headline"] = headline(args)
         elif section == "sweep":
